@@ -1,0 +1,231 @@
+#!/usr/bin/python3
+"""one-gfs2clvm-helper: the only thing `oneadmin` may run as root on a worker.
+
+Installed root-owned (mode 0755) as /usr/sbin/one-gfs2clvm-helper on every
+worker; etc-sudoers-d/ lets oneadmin run exactly this file.  It is a single
+standard-library file so a worker needs nothing but python3 and lvm2.
+
+It accepts only the verbs below, only the volume groups named in the
+root-owned /etc/one/gfs2clvm.conf, and only our LV name patterns, then runs
+lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
+
+    vgs      VG
+    lvs      VG [LV ...]              all LVs of VG, or exactly the named ones
+    create   VG LV SIZE_BYTES [TAG ...]   created inactive, not zeroed
+    remove   VG LV
+    extend   VG LV SIZE_BYTES         new total size
+    activate VG LV MODE               MODE: ey (exclusive) sy (shared) y ly n
+    rename   VG LV NEW_LV
+    addtag   VG LV TAG
+    deltag   VG LV TAG
+    version                           helper version, lock mode and VGs
+
+Exit status: lvm's own on an lvm failure; 64 when the request is refused.
+Transient VG/global lock contention (another host is changing the VG) is
+retried with back-off, bounded by [locking] lvm_retries.
+"""
+
+import configparser
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+
+VERSION = "1"
+CONFIG_PATH = "/etc/one/gfs2clvm.conf"
+EXIT_REFUSED = 64
+
+# Decimal ids without leading zeros, so one LV has exactly one spelling.
+_ID = r"(?:0|[1-9][0-9]{0,9})"
+LV_VM_DISK_RE = re.compile(r"^lv-one-(" + _ID + r")-(" + _ID + r")$")
+LV_IMAGE_RE = re.compile(r"^lv-oneimg-(" + _ID + r")$")
+LV_PATTERNS = (LV_VM_DISK_RE, LV_IMAGE_RE)
+VG_RE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
+# LVM allows more tag characters; these are the ones our tags need.
+TAG_RE = re.compile(r"^[A-Za-z0-9_+.:=-]{1,128}$")
+SIZE_RE = re.compile(r"^[1-9][0-9]{0,19}$")
+ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n")
+
+REPORT_OPTIONS = ["--reportformat", "json", "--units", "b", "--nosuffix"]
+LV_FIELDS = ("lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_active,lv_active_locally,"
+             "lv_active_exclusively,lv_tags,segtype,origin,lv_path,lv_dm_path,lv_lock_args")
+VG_FIELDS = ("vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_attr,vg_lock_type,"
+             "vg_shared,lv_count,vg_tags")
+
+# Another host holds the VG (or global) lock for a metadata change: worth a
+# retry.  An LV lock held elsewhere is a state, not a transient: no retry.
+TRANSIENT_LOCK_RE = re.compile(
+    r"(VG \S+ lock failed: held by other host|Global lock failed: held by other host|"
+    r"VG lock busy|lock failed: error -11\b|Retrying (ex|sh) lock)", re.I)
+LV_LOCKED_RE = re.compile(r"(LV locked by other host|LV \S+ lock failed: held by other host|"
+                          r"lock held by other host)", re.I)
+NOT_FOUND_RE = re.compile(r"(Failed to find logical volume|Volume group \"?\S+?\"? not found|"
+                          r"Logical volume \S+ not found)", re.I)
+
+
+class Refused(Exception):
+    pass
+
+
+def is_our_lv(name):
+    return any(pattern.match(name) for pattern in LV_PATTERNS)
+
+
+def check_lv(name):
+    if not isinstance(name, str) or not is_our_lv(name):
+        raise Refused("LV name %r is not one of ours (lv-one-<vm>-<disk>, lv-oneimg-<image>)"
+                      % (name,))
+    return name
+
+
+def check_vg(name, allowed):
+    if not VG_RE.match(name or ""):
+        raise Refused("invalid VG name %r" % (name,))
+    if name not in allowed:
+        raise Refused("VG %r is not configured in %s" % (name, CONFIG_PATH))
+    return name
+
+
+def check_tag(tag):
+    if not TAG_RE.match(tag or ""):
+        raise Refused("invalid tag %r" % (tag,))
+    return tag
+
+
+def check_size(size):
+    if not SIZE_RE.match(size or ""):
+        raise Refused("invalid size %r (bytes, positive integer)" % (size,))
+    return size
+
+
+def lvm_argv(verb, args, allowed_vgs):
+    """Validate one request and build the lvm argv for it (pure, testable)."""
+    def need(low, high=None):
+        high = low if high is None else high
+        if not low <= len(args) <= high:
+            raise Refused("%s: expected %s arguments, got %d"
+                          % (verb, low if low == high else "%d..%s" % (low, high), len(args)))
+
+    if verb == "vgs":
+        need(1)
+        vg = check_vg(args[0], allowed_vgs)
+        return ["vgs"] + REPORT_OPTIONS + ["-o", VG_FIELDS, vg]
+    if verb == "lvs":
+        need(1, 1 + 64)
+        vg = check_vg(args[0], allowed_vgs)
+        argv = ["lvs"] + REPORT_OPTIONS + ["-o", LV_FIELDS]
+        if len(args) > 1:
+            # exact-name selection: never a prefix or substring match
+            names = [check_lv(name) for name in args[1:]]
+            argv += ["-S", " || ".join("lv_name=%s" % name for name in names)]
+        return argv + [vg]
+    if verb == "create":
+        if len(args) < 3:
+            need(3)
+        vg, lv = check_vg(args[0], allowed_vgs), check_lv(args[1])
+        size = check_size(args[2])
+        argv = ["lvcreate", "--yes", "--activate", "n", "--zero", "n",
+                "--wipesignatures", "n", "--size", size + "b", "--name", lv]
+        for tag in args[3:]:
+            argv += ["--addtag", check_tag(tag)]
+        return argv + [vg]
+    if verb == "remove":
+        need(2)
+        vg, lv = check_vg(args[0], allowed_vgs), check_lv(args[1])
+        return ["lvremove", "--yes", vg + "/" + lv]
+    if verb == "extend":
+        need(3)
+        vg, lv = check_vg(args[0], allowed_vgs), check_lv(args[1])
+        return ["lvextend", "--yes", "--size", check_size(args[2]) + "b", vg + "/" + lv]
+    if verb == "activate":
+        need(3)
+        vg, lv = check_vg(args[0], allowed_vgs), check_lv(args[1])
+        if args[2] not in ACTIVATION_MODES:
+            raise Refused("activation mode %r is not one of %s"
+                          % (args[2], " ".join(ACTIVATION_MODES)))
+        return ["lvchange", "--activate", args[2], vg + "/" + lv]
+    if verb == "rename":
+        need(3)
+        vg, lv, new = check_vg(args[0], allowed_vgs), check_lv(args[1]), check_lv(args[2])
+        return ["lvrename", vg, lv, new]
+    if verb in ("addtag", "deltag"):
+        need(3)
+        vg, lv, tag = check_vg(args[0], allowed_vgs), check_lv(args[1]), check_tag(args[2])
+        return ["lvchange", "--" + verb, tag, vg + "/" + lv]
+    raise Refused("unknown verb %r" % (verb,))
+
+
+def read_config(path=CONFIG_PATH):
+    """[storage] volume_groups and lock_mode, [locking] retries from a root-owned file."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise Refused("cannot read %s: %s" % (path, exc.strerror))
+    if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise Refused("%s must be owned by root and not group/world-writable" % path)
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    try:
+        parser.read(path, encoding="utf-8")
+        vgs = [v.strip() for v in parser.get("storage", "volume_groups").split(",") if v.strip()]
+        lock_mode = parser.get("storage", "lock_mode", fallback="lvmlockd").strip()
+        retries = int(float(parser.get("locking", "lvm_retries", fallback="6")))
+        delay = float(parser.get("locking", "lvm_retry_delay", fallback="0.5"))
+    except (configparser.Error, ValueError) as exc:
+        raise Refused("%s: %s" % (path, " ".join(str(exc).split())))
+    if not vgs:
+        raise Refused("%s: [storage] volume_groups is empty" % path)
+    return {"vgs": vgs, "lock_mode": lock_mode, "retries": max(0, retries),
+            "delay": max(0.0, delay)}
+
+
+def lvm_binary():
+    for candidate in ("/usr/sbin/lvm", "/sbin/lvm"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise Refused("lvm binary not found in /usr/sbin or /sbin")
+
+
+def run_lvm(argv, retries, delay, sleep=time.sleep):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "LC_ALL": "C",
+           "LVM_SUPPRESS_FD_WARNINGS": "1"}
+    command = [lvm_binary()] + argv
+    attempt = 0
+    while True:
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env, close_fds=True)
+        if proc.returncode == 0 or attempt >= retries:
+            return proc
+        text = proc.stderr.decode("utf-8", "replace")
+        if not TRANSIENT_LOCK_RE.search(text) or LV_LOCKED_RE.search(text):
+            return proc
+        sleep(min(delay * (2 ** attempt), 5.0))
+        attempt += 1
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if os.geteuid() != 0:
+            raise Refused("must run as root (through sudo)")
+        if not argv:
+            raise Refused("no verb given")
+        config = read_config()
+        if argv[0] == "version":
+            print(json.dumps({"helper": VERSION, "lock_mode": config["lock_mode"],
+                              "volume_groups": config["vgs"]}))
+            return 0
+        command = lvm_argv(argv[0], argv[1:], config["vgs"])
+    except Refused as exc:
+        sys.stderr.write("one-gfs2clvm-helper: refused: %s\n" % exc)
+        return EXIT_REFUSED
+    proc = run_lvm(command, config["retries"], config["delay"])
+    sys.stdout.buffer.write(proc.stdout)
+    sys.stderr.buffer.write(proc.stderr)
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
