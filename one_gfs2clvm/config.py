@@ -8,6 +8,7 @@ $ONE_GFS2CLVM_CONF, else /etc/one/gfs2clvm.conf.
 from __future__ import annotations
 
 import configparser
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -214,7 +215,7 @@ class _Reader:
             number = float(value)
         except ValueError:
             raise self._bad(section, key, f"not a number: {value!r}") from None
-        if number != number or (low is not None and number < low):
+        if not math.isfinite(number) or (low is not None and number < low):
             raise self._bad(section, key, f"must be >= {low}, got {value!r}")
         return number
 
@@ -222,7 +223,8 @@ class _Reader:
         value = self._raw(section, key)
         if value is None:
             return default
-        if not value.isdigit() or not low <= int(value) <= high:
+        # not str.isdigit(): it accepts '²' and other non-ASCII digits
+        if not re.fullmatch(r"[0-9]{1,5}", value) or not low <= int(value) <= high:
             raise self._bad(section, key, f"must be an integer {low}..{high}, got {value!r}")
         return int(value)
 
@@ -248,6 +250,6 @@ def _parse_address(value: str, default_port: int, source: str, name: str) -> Hos
     if not sep:
         address, port = value.strip(), str(default_port)
     address = address.strip("[]")
-    if not address or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not address or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
         raise ConfigError(f"{source}: [ssh.hosts] {name}: expected address[:port], got {value!r}")
     return HostAddress(address, int(port))

@@ -171,14 +171,17 @@ def read_config(path=CONFIG_PATH):
         parser.read(path, encoding="utf-8")
         vgs = [v.strip() for v in parser.get("storage", "volume_groups").split(",") if v.strip()]
         lock_mode = parser.get("storage", "lock_mode", fallback="lvmlockd").strip()
-        retries = int(float(parser.get("locking", "lvm_retries", fallback="6")))
-        delay = float(parser.get("locking", "lvm_retry_delay", fallback="0.5"))
-    except (configparser.Error, ValueError) as exc:
+        retries = parser.get("locking", "lvm_retries", fallback="6").strip()
+        delay = parser.get("locking", "lvm_retry_delay", fallback="0.5").strip()
+    except configparser.Error as exc:
         raise Refused("%s: %s" % (path, " ".join(str(exc).split())))
+    # bounded on purpose: a huge value would make a lock wait look like a hang
+    if not re.match(r"^[0-9]{1,2}$", retries) or not re.match(r"^[0-9]{1,2}(\.[0-9]+)?$", delay):
+        raise Refused("%s: [locking] lvm_retries/lvm_retry_delay must be small numbers" % path)
+    retries, delay = int(retries), float(delay)
     if not vgs:
         raise Refused("%s: [storage] volume_groups is empty" % path)
-    return {"vgs": vgs, "lock_mode": lock_mode, "retries": max(0, retries),
-            "delay": max(0.0, delay)}
+    return {"vgs": vgs, "lock_mode": lock_mode, "retries": retries, "delay": delay}
 
 
 def lvm_binary():

@@ -1,0 +1,1 @@
+"""The qemu lab the test suite boots: see lab/vmlab.py."""

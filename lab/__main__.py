@@ -1,0 +1,5 @@
+import sys
+
+from lab.vmlab import main
+
+sys.exit(main())

@@ -1,0 +1,481 @@
+"""The lab: real clustered LVM in qemu guests, booted by the tests themselves.
+
+    python -m lab up [--nodes 3] [--lock dlm|sanlock|none]   boot (or reuse) and print status
+    python -m lab down                                        stop what the lab started, by PID
+    python -m lab status | ssh NODE [CMD...]
+
+Layout (all under $GFS2CLVM_LAB_DIR, default /var/tmp/gfs2clvm-lab):
+    image-<hash>/   cached guest image, keyed on lab/build-image.sh + lab/guest/*
+    run/            one running lab: hub + node sockets, overlays, pidfiles,
+                    consoles, shared.raw, known_hosts, ssh_config, state.json,
+                    driver.conf (the front-end config the driver uses)
+
+Guests: TCG by default (this host's /dev/kvm is PVM and cannot run a stock
+Debian kernel), KVM when a real kvm_intel/kvm_amd module is loaded or
+LAB_ACCEL=kvm.  The cluster net is a UNIX-socket hub (lab/hub.py): the host
+never sends a packet outside 127.0.0.0/8; ssh arrives through qemu user-net
+hostfwd on 127.0.0.1 with restrict=on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from one_gfs2clvm.config import HostAddress, SshConfig
+from one_gfs2clvm.errors import RemoteError
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+VG = "vg_one"
+GFS2_LV = "gfs2_one"          # outside the driver's LV patterns on purpose
+GFS2_MOUNT = "/var/lib/one"
+HELPER_PATH = "/usr/sbin/one-gfs2clvm-helper"
+LOCK_MODES = ("dlm", "sanlock", "none")
+
+
+def log(message: str) -> None:
+    print(f"[lab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get("GFS2CLVM_LAB_DIR", "/var/tmp/gfs2clvm-lab"))
+
+
+# ---------------------------------------------------------------- image cache
+
+def image_key() -> str:
+    digest = hashlib.sha256()
+    for path in [HERE / "build-image.sh", *sorted((HERE / "guest").iterdir())]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def ensure_image() -> Path:
+    """Build the guest image unless the cache already holds this recipe's."""
+    image = lab_dir() / f"image-{image_key()}"
+    if (image / "base.qcow2").exists():
+        return image
+    lab_dir().mkdir(parents=True, exist_ok=True)
+    build_log = lab_dir() / "build.log"
+    log(f"building guest image {image.name} (log: {build_log})")
+    started = time.monotonic()
+    with open(build_log, "w") as handle:
+        proc = subprocess.run(["bash", str(HERE / "build-image.sh"), str(image)],
+                              stdout=handle, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = build_log.read_text(errors="replace").splitlines()[-15:]
+        raise RuntimeError("guest image build failed:\n" + "\n".join(tail))
+    log(f"image built in {time.monotonic() - started:.0f} s")
+    for old in lab_dir().glob("image-*"):
+        if old != image:
+            shutil.rmtree(old, ignore_errors=True)
+    return image
+
+
+# ---------------------------------------------------------------- processes
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pid_alive(pid: int, marker: str) -> bool:
+    """True if pid runs and its command line mentions marker (so it is ours)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+def kill_pid(pid: int, marker: str, timeout: float = 10.0) -> None:
+    if not pid_alive(pid, marker):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid, marker):
+        time.sleep(0.1)
+    if pid_alive(pid, marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def kvm_usable() -> bool:
+    if os.environ.get("LAB_ACCEL") in ("kvm", "tcg"):
+        return os.environ["LAB_ACCEL"] == "kvm"
+    return os.path.exists("/dev/kvm") and any(
+        os.path.isdir(f"/sys/module/{mod}") for mod in ("kvm_intel", "kvm_amd"))
+
+
+# ---------------------------------------------------------------- the lab
+
+@dataclass
+class Node:
+    index: int
+    ssh_port: int
+    pid: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"node{self.index}"
+
+
+@dataclass
+class Lab:
+    nodes: int = 3
+    lock: str = "dlm"
+    run: Path = field(default_factory=lambda: lab_dir() / "run")
+    members: list[Node] = field(default_factory=list)
+    hub_pid: int = 0
+    image: Path | None = None
+    started_here: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # -- paths and configs
+    @property
+    def gfs2(self) -> bool:
+        return self.lock == "dlm"
+
+    @property
+    def key(self) -> Path:
+        assert self.image is not None
+        return self.image / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.run / "known_hosts"
+
+    @property
+    def driver_conf(self) -> Path:
+        return self.run / "driver.conf"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [node.name for node in self.members]
+
+    def ssh_config(self, user: str = "root", known_hosts: Path | None = None) -> SshConfig:
+        return SshConfig(
+            user=user, identity_file=str(self.key),
+            known_hosts=str(known_hosts or self.known_hosts),
+            connect_timeout=10.0, command_timeout=600.0,
+            hosts={n.name: HostAddress("127.0.0.1", n.ssh_port) for n in self.members})
+
+    # -- state file: lets a later process (or pytest run) reuse a running lab
+    def save_state(self) -> None:
+        state = {"nodes": self.nodes, "lock": self.lock, "image": str(self.image),
+                 "hub_pid": self.hub_pid, "ready": True,
+                 "members": [{"index": n.index, "ssh_port": n.ssh_port, "pid": n.pid}
+                             for n in self.members]}
+        (self.run / "state.json").write_text(json.dumps(state, indent=1))
+
+    @classmethod
+    def attach(cls, nodes: int | None = None, lock: str | None = None) -> "Lab | None":
+        """The running lab, if one is up and matches (nodes, lock); else None."""
+        run = lab_dir() / "run"
+        try:
+            state = json.loads((run / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if (nodes and state["nodes"] != nodes) or (lock and state["lock"] != lock):
+            return None
+        lab = cls(nodes=state["nodes"], lock=state["lock"], run=run,
+                  image=Path(state["image"]), hub_pid=state["hub_pid"],
+                  members=[Node(**m) for m in state["members"]])
+        if not state.get("ready") or not lab.alive():
+            return None
+        return lab
+
+    def alive(self) -> bool:
+        return pid_alive(self.hub_pid, "hub.py") and all(
+            pid_alive(n.pid, str(self.run)) for n in self.members)
+
+    # -- lifecycle
+    def up(self) -> "Lab":
+        if self.lock not in LOCK_MODES:
+            raise ValueError(f"lock must be one of {LOCK_MODES}")
+        total = time.monotonic()
+        self.image = ensure_image()
+        self.timings["image"] = time.monotonic() - total
+        self.down()   # anything stale in the run dir (only processes it records)
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.started_here = True
+        step = time.monotonic()
+        self._start_hub()
+        self._start_guests()
+        self._write_access_files()
+        self._wait_ssh()
+        self.timings["boot"] = time.monotonic() - step
+        step = time.monotonic()
+        self._cluster_up()
+        self.timings["cluster"] = time.monotonic() - step
+        step = time.monotonic()
+        self._provision_driver()
+        self.timings["provision"] = time.monotonic() - step
+        self.save_state()
+        self.timings["total"] = time.monotonic() - total
+        log("lab ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        return self
+
+    def down(self) -> None:
+        """Stop exactly the processes recorded for this run dir, then clean it."""
+        from one_gfs2clvm import remote
+        remote.close_all()
+        state_file = self.run / "state.json"
+        members, hub_pid = list(self.members), self.hub_pid
+        if state_file.exists():
+            with contextlib.suppress(ValueError, KeyError, OSError):
+                state = json.loads(state_file.read_text())
+                members = [Node(**m) for m in state["members"]]
+                hub_pid = state["hub_pid"]
+        for pidfile in self.run.glob("node*.pid") if self.run.exists() else []:
+            with contextlib.suppress(ValueError, OSError):
+                members.append(Node(index=0, ssh_port=0, pid=int(pidfile.read_text())))
+        for node in members:
+            kill_pid(node.pid, str(self.run))
+        hubpid_file = self.run / "hub.pid"
+        if hubpid_file.exists():
+            with contextlib.suppress(ValueError, OSError):
+                hub_pid = hub_pid or int(hubpid_file.read_text())
+        kill_pid(hub_pid, "hub.py")
+        if self.run.exists():
+            shutil.rmtree(self.run, ignore_errors=True)
+
+    # -- steps
+    def _start_hub(self) -> None:
+        sock, pidfile = self.run / "hub.sock", self.run / "hub.pid"
+        with open(self.run / "hub.log", "w") as handle:
+            subprocess.Popen([sys.executable, str(HERE / "hub.py"), str(sock), str(pidfile)],
+                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not pidfile.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("lab hub did not start (see hub.log)")
+            time.sleep(0.05)
+        self.hub_pid = int(pidfile.read_text())
+
+    def _qemu_argv(self, node: Node) -> list[str]:
+        assert self.image is not None
+        run, i = self.run, node.index
+        accel = ["-accel", "kvm", "-cpu", "host"] if kvm_usable() else \
+            ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        append = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet "
+                  f"lab.id={i} lab.n={self.nodes} lab.lock={self.lock}")
+        return [
+            "qemu-system-x86_64", "-name", node.name, *accel,
+            "-smp", "1", "-m", os.environ.get("LAB_MEM", "1024"), "-display", "none",
+            "-serial", f"file:{run}/{node.name}.console", "-daemonize",
+            "-pidfile", f"{run}/{node.name}.pid", "-no-reboot",
+            "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
+            "-append", append,
+            "-drive", f"file={run}/{node.name}.qcow2,if=none,id=root,format=qcow2,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=root",
+            "-drive", f"file={run}/shared.raw,if=none,id=shared,format=raw,cache=none,"
+                      "aio=threads,file.locking=off",
+            "-device", "virtio-blk-pci,drive=shared,share-rw=on,serial=SANDISK0",
+            "-netdev", f"user,id=u0,restrict=on,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22",
+            "-device", "virtio-net-pci,netdev=u0",
+            "-netdev", f"dgram,id=c0,local.type=unix,local.path={run}/{node.name}.sock,"
+                       f"remote.type=unix,remote.path={run}/hub.sock",
+            "-device", f"virtio-net-pci,netdev=c0,mac=52:54:00:77:00:{i:02x}",
+            "-object", "rng-random,id=rng0,filename=/dev/urandom",
+            "-device", "virtio-rng-pci,rng=rng0",
+        ]
+
+    def _start_guests(self) -> None:
+        assert self.image is not None
+        shared = self.run / "shared.raw"
+        with open(shared, "wb") as handle:
+            handle.truncate(int(os.environ.get("LAB_SHARED_GB", "8")) << 30)
+        self.members = [Node(index=i, ssh_port=free_port()) for i in range(1, self.nodes + 1)]
+        for node in self.members:
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                            "-b", str(self.image / "base.qcow2"),
+                            str(self.run / f"{node.name}.qcow2")], check=True)
+            subprocess.run(self._qemu_argv(node), check=True)
+            node.pid = int((self.run / f"{node.name}.pid").read_text())
+
+    def _write_access_files(self) -> None:
+        assert self.image is not None
+        lines, ssh_lines = [], []
+        for node in self.members:
+            pub = (self.image / "hostkeys" / f"{node.name}.pub").read_text().split()
+            lines.append(f"[127.0.0.1]:{node.ssh_port} {pub[0]} {pub[1]}")
+            ssh_lines += [f"Host {node.name}", "  HostName 127.0.0.1",
+                          f"  Port {node.ssh_port}", "  User root",
+                          f"  IdentityFile {self.key}", f"  UserKnownHostsFile {self.known_hosts}",
+                          "  StrictHostKeyChecking yes", ""]
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+        (self.run / "ssh_config").write_text("\n".join(ssh_lines))
+        self.driver_conf.write_text(self.render_driver_conf(self.lock_mode_for_driver()))
+
+    def lock_mode_for_driver(self) -> str:
+        return "none" if self.lock == "none" else "lvmlockd"
+
+    def render_driver_conf(self, lock_mode: str) -> str:
+        hosts = "\n".join(f"{n.name} = 127.0.0.1:{n.ssh_port}" for n in self.members)
+        return (f"# written by lab/vmlab.py for the lab in {self.run}\n"
+                f"[storage]\nvolume_groups = {VG}\nlock_mode = {lock_mode}\n"
+                f"gfs2_mount = {GFS2_MOUNT}\nzeroing = never\n"
+                f"bridge_hosts = {', '.join(self.node_names)}\n"
+                f"[ssh]\nuser = oneadmin\nidentity_file = {self.key}\n"
+                f"known_hosts = {self.known_hosts}\nconnect_timeout = 10\ncommand_timeout = 600\n"
+                f"[ssh.hosts]\n{hosts}\n"
+                f"[node]\nhelper = {HELPER_PATH}\nsudo = /usr/bin/sudo\n"
+                f"[locking]\nlock_dir = {self.run / 'locks'}\nlock_timeout = 120\n"
+                f"lvm_retries = 6\nlvm_retry_delay = 0.5\n")
+
+    def _wait_ssh(self, timeout: float = 240.0) -> None:
+        from one_gfs2clvm.remote import Remote
+        deadline = time.monotonic() + timeout
+        pending = list(self.members)
+        while pending:
+            for node in list(pending):
+                if not pid_alive(node.pid, str(self.run)):
+                    raise RuntimeError(f"{node.name}: qemu exited (see {node.name}.console)")
+                probe = Remote(node.name, self.ssh_config())
+                try:
+                    probe.run(["true"], timeout=10)
+                    pending.remove(node)
+                except RemoteError:
+                    pass
+                finally:
+                    probe.close()
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError("guests not reachable by ssh: " +
+                                   ", ".join(n.name for n in pending))
+            if pending:
+                time.sleep(1)
+
+    # -- remote helpers (root)
+    def sh(self, node: str, script: str, *args: str, user: str = "root",
+           check: bool = True, stdin: bytes | None = None, timeout: float | None = None):
+        """Run one of the lab's own fixed shell snippets (args passed as $1...)."""
+        from one_gfs2clvm.remote import get_remote
+        remote = get_remote(node, self.ssh_config(user))
+        return remote.run(["sh", "-c", script, "sh", *args], stdin=stdin, check=check,
+                          timeout=timeout)
+
+    def on_all(self, script: str, *args: str) -> list:
+        with ThreadPoolExecutor(len(self.members)) as pool:
+            return list(pool.map(lambda n: self.sh(n, script, *args), self.node_names))
+
+    def _cluster_up(self) -> None:
+        first = self.node_names[0]
+        modules = "dm_mod" + (" dlm gfs2" if self.gfs2 else "")
+        self.on_all(f"modprobe -a {modules}")
+        if self.lock == "dlm":
+            self.on_all("systemctl start corosync")
+            self._wait(first, "corosync-quorumtool -s | grep -q 'Quorate:.*Yes'", 90, "quorum")
+            self.on_all("systemctl start dlm lvmlockd")
+        elif self.lock == "sanlock":
+            self.on_all("systemctl start wdmd sanlock lvmlockd")
+        shared_flags = {"dlm": "--shared --lock-type dlm", "sanlock": "--shared --lock-type sanlock",
+                        "none": ""}[self.lock]
+        self.sh(first, f"pvcreate -q --metadatasize 32m /dev/vdb && "
+                       f"vgcreate -q {shared_flags} {VG} /dev/vdb")
+        if self.lock != "none":
+            self.on_all(f"vgchange -q --lock-start {VG}")
+            # sanlock lock-start returns before the lockspace is joined
+            for node in self.node_names:
+                self._wait(node, f"lvmlockctl -i | grep -q 'VG {VG}'", 240, "lock-start")
+        if self.gfs2:
+            self.sh(first, f"lvcreate -q -an -L 1G -n {GFS2_LV} {VG}")
+            self.on_all(f"lvchange -asy {VG}/{GFS2_LV}")
+            self.sh(first, f"mkfs.gfs2 -q -O -p lock_dlm -t lab:one -j {self.nodes} -J 16 "
+                           f"/dev/{VG}/{GFS2_LV}")
+            self.on_all(f"mkdir -p {GFS2_MOUNT} && mount -t gfs2 -o noatime /dev/{VG}/{GFS2_LV} {GFS2_MOUNT}")
+            self.sh(first, f"chown oneadmin:oneadmin {GFS2_MOUNT}")
+        else:
+            self.on_all(f"mkdir -p {GFS2_MOUNT} && chown oneadmin:oneadmin {GFS2_MOUNT}")
+
+    def _wait(self, node: str, check: str, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while self.sh(node, check, check=False).exit_status != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{node}: {what} not reached in {timeout:.0f} s")
+            time.sleep(0.5)
+
+    def _provision_driver(self) -> None:
+        """Install the project's worker-side files exactly as an admin would."""
+        files = [
+            (PROJECT / "one_gfs2clvm" / "nodehelper.py", HELPER_PATH, "0755"),
+            (PROJECT / "etc-sudoers-d" / "one-gfs2clvm", "/etc/sudoers.d/one-gfs2clvm", "0440"),
+        ]
+        files += [(rule, f"/etc/udev/rules.d/{rule.name}", "0644")
+                  for rule in sorted((PROJECT / "etc-udev-rules-d").glob("*.rules"))]
+        node_conf = self.render_node_conf().encode()
+        for node in self.node_names:
+            for source, target, mode in files:
+                self.sh(node, 'mkdir -p "$(dirname "$1")" && cat > "$1.new" && '
+                              'chown root:root "$1.new" && chmod "$2" "$1.new" && mv "$1.new" "$1"',
+                        target, mode, stdin=source.read_bytes())
+            self.sh(node, 'mkdir -p /etc/one && cat > /etc/one/gfs2clvm.conf && '
+                          'chmod 0644 /etc/one/gfs2clvm.conf', stdin=node_conf)
+            self.sh(node, "visudo -cqf /etc/sudoers.d/one-gfs2clvm && udevadm control --reload")
+
+    def render_node_conf(self) -> str:
+        return (f"# worker copy, written by lab/vmlab.py\n[storage]\nvolume_groups = {VG}\n"
+                f"lock_mode = {self.lock_mode_for_driver()}\n"
+                f"[locking]\nlvm_retries = 6\nlvm_retry_delay = 0.5\n")
+
+
+_lab_lock = threading.Lock()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m lab")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("--nodes", type=int, default=int(os.environ.get("LAB_NODES", "3")))
+    up.add_argument("--lock", choices=LOCK_MODES, default=os.environ.get("LAB_LOCK", "dlm"))
+    sub.add_parser("down")
+    sub.add_parser("status")
+    sub.add_parser("image")
+    demo = sub.add_parser("demo", help="the main job: drive a volume through the driver")
+    demo.add_argument("--keep", action="store_true", help="leave a lab this run booted running")
+    ssh = sub.add_parser("ssh")
+    ssh.add_argument("node")
+    ssh.add_argument("command", nargs="*")
+    args = parser.parse_args(argv)
+    if args.cmd == "demo":
+        from lab.demo import main as demo_main
+        return demo_main(keep=args.keep)
+    if args.cmd == "image":
+        print(ensure_image())
+        return 0
+    if args.cmd == "up":
+        lab = Lab.attach(args.nodes, args.lock) or Lab(nodes=args.nodes, lock=args.lock).up()
+        print(f"lab up: {lab.nodes} nodes, lock {lab.lock}, run dir {lab.run}")
+        print(f"  ssh -F {lab.run}/ssh_config node1      driver config: {lab.driver_conf}")
+        return 0
+    if args.cmd == "down":
+        Lab().down()
+        return 0
+    lab = Lab.attach()
+    if lab is None:
+        print("no lab running")
+        return 1
+    if args.cmd == "status":
+        for node in lab.members:
+            print(f"{node.name}: pid {node.pid}, ssh 127.0.0.1:{node.ssh_port}")
+        return 0
+    result = lab.sh(args.node, " ".join(args.command) or "true", check=False)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.exit_status

@@ -1,0 +1,107 @@
+"""one-gfs2clvm: the admin's command line.
+
+Imports stay lazy so `--help` does not load paramiko.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+class _Context:
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from .config import load
+            self._config = load(self.config_path)
+        return self._config
+
+
+def _fail(exc) -> None:
+    click.echo(exc.one_line(), err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="ONE_GFS2CLVM_CONF", metavar="PATH",
+              help="Driver configuration (default /etc/one/gfs2clvm.conf).")
+@click.pass_context
+def main(ctx, config_path):
+    """gfs2clvm: OpenNebula VM disks on a shared LVM VG (lvmlockd/clvmd) with GFS2."""
+    ctx.obj = _Context(config_path)
+
+
+@main.command("check-config")
+@click.pass_obj
+def check_config(obj):
+    """Load and validate the configuration file; print what it says."""
+    from .errors import DriverError
+    try:
+        config = obj.config
+    except DriverError as exc:
+        _fail(exc)
+    click.echo(f"{config.source}: OK")
+    click.echo(f"  volume groups: {', '.join(config.volume_groups)} (lock mode {config.lock_mode})")
+    click.echo(f"  bridge hosts:  {', '.join(config.bridge_hosts) or '-'}")
+    click.echo(f"  ssh:           {config.ssh.user}@host:{config.ssh.port}, "
+               f"known_hosts {config.ssh.known_hosts}")
+
+
+@main.command("check-node")
+@click.argument("hosts", nargs=-1, required=True)
+@click.pass_obj
+def check_node(obj, hosts):
+    """Check workers: host key, node helper, sudo limited to the helper, VGs."""
+    from .checks import check_node as run_check
+    from .errors import DriverError
+    failed = False
+    for host in hosts:
+        try:
+            problems = run_check(obj.config, host)
+        except DriverError as exc:
+            problems = [exc.one_line()]
+        for line in problems:
+            click.echo(f"{host}: {line}", err=True)
+        if problems:
+            failed = True
+        else:
+            click.echo(f"{host}: OK")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("lvs")
+@click.option("--host", help="Worker to ask (default: first reachable bridge host).")
+@click.argument("vg", required=False)
+@click.pass_obj
+def lvs(obj, host, vg):
+    """List the driver's LVs in a VG as the workers see them."""
+    from .cluster import Cluster
+    from .errors import DriverError
+    from .nodehelper import is_our_lv
+    try:
+        cluster = Cluster(obj.config)
+        vg = vg or obj.config.default_vg
+        volumes = cluster.on_bridge(lambda h: cluster.lvm(h).lvs(vg), [host] if host else [])
+    except DriverError as exc:
+        _fail(exc)
+    for lv in volumes:
+        if is_our_lv(lv.name):
+            click.echo(f"{lv.vg}/{lv.name}\t{lv.size_bytes >> 20} MiB\t{lv.attr}\t"
+                       f"{','.join(lv.tags)}")
+
+
+@main.command("node-helper-path")
+def node_helper_path():
+    """Print the path of the node helper source to install on workers."""
+    from . import nodehelper
+    click.echo(nodehelper.__file__)
+
+
+if __name__ == "__main__":
+    main()

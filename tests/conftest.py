@@ -1,0 +1,10 @@
+"""Shared pytest setup (keep small: others add here)."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # make one_gfs2clvm importable under plain `pytest` too
+    sys.path.insert(0, str(ROOT))
+
+from sshd_fixture import sshd  # noqa: E402,F401  (session fixture: real sshd on 127.0.0.1)

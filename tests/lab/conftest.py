@@ -1,0 +1,43 @@
+"""Lab fixtures: boot the qemu cluster once per session (or reuse a running one).
+
+LAB_NODES (3) and LAB_LOCK (dlm | sanlock | none) choose the lab; LAB_KEEP=1
+leaves a lab this session started running for the next one.  Only processes
+the fixture started are stopped, by PID.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lab.vmlab import Lab
+from one_gfs2clvm import config as config_mod
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/tests/lab/" in str(item.fspath):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    nodes = int(os.environ.get("LAB_NODES", "3"))
+    lock = os.environ.get("LAB_LOCK", "dlm")
+    running = Lab.attach(nodes, lock)
+    if running is not None:
+        yield running
+        return
+    started = Lab(nodes=nodes, lock=lock).up()
+    try:
+        yield started
+    finally:
+        if not os.environ.get("LAB_KEEP"):
+            started.down()
+
+
+@pytest.fixture(scope="session")
+def driver_config(lab):
+    """The front-end configuration the driver uses against this lab."""
+    return config_mod.load(str(lab.driver_conf))

@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from one_gfs2clvm import locking
+from one_gfs2clvm.config import Config
+from one_gfs2clvm.errors import ConfigError, InvalidArgument, LockTimeout
+from one_gfs2clvm.locking import lock_path, vg_lock
+
+REPO = str(Path(__file__).resolve().parents[2])
+
+# A separate process that takes the lock, says "locked", and holds it until
+# its stdin is closed (or exits with 5 on LockTimeout).
+CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from one_gfs2clvm.config import Config
+from one_gfs2clvm.errors import LockTimeout
+from one_gfs2clvm.locking import vg_lock
+config = Config(volume_groups=("vg_one", "vg_two"), lock_dir=sys.argv[2],
+                lock_timeout=float(sys.argv[3]))
+try:
+    with vg_lock(config, "vg_one"):
+        print("locked", flush=True)
+        if sys.argv[4] == "hold":
+            sys.stdin.read()
+except LockTimeout as exc:
+    print(exc, flush=True)
+    sys.exit(5)
+"""
+
+
+def make_config(lock_dir, timeout=0.5) -> Config:
+    return Config(volume_groups=("vg_one", "vg_two"), lock_dir=str(lock_dir),
+                  lock_timeout=timeout)
+
+
+def child(lock_dir, timeout: float, hold: bool) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, REPO, str(lock_dir), str(timeout),
+         "hold" if hold else "release"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def holder(lock_dir) -> subprocess.Popen:
+    proc = child(lock_dir, 5, hold=True)
+    assert proc.stdout.readline() == "locked\n"
+    return proc
+
+
+def release(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+
+
+def try_from_other_process(lock_dir) -> int:
+    """Exit status of a separate process trying the lock once: 0 got it, 5 timed out."""
+    proc = child(lock_dir, 0, hold=False)
+    proc.communicate(timeout=10)
+    return proc.returncode
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_locks():
+    yield
+    assert locking._held == {}
+
+
+def test_second_process_times_out(tmp_path):
+    config = make_config(tmp_path, timeout=0.5)
+    proc = holder(tmp_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as info:
+            with vg_lock(config, "vg_one"):
+                pytest.fail("got a lock another process holds")
+        elapsed = time.monotonic() - started
+        assert 0.5 <= elapsed < 3
+        assert str(info.value) == (f"could not lock {tmp_path}/gfs2clvm-vg_one.lock within "
+                                   f"0.5 s (another driver action holds it)")
+        # other VGs are independent
+        with vg_lock(config, "vg_two") as path:
+            assert path == f"{tmp_path}/gfs2clvm-vg_two.lock"
+    finally:
+        release(proc)
+    with vg_lock(config, "vg_one"):
+        pass
+
+
+def test_second_process_waits_then_gets_it(tmp_path):
+    first = holder(tmp_path)
+    second = child(tmp_path, 10, hold=False)
+    try:
+        time.sleep(0.5)
+        assert second.poll() is None  # still waiting
+    finally:
+        release(first)
+    out, _ = second.communicate(timeout=10)
+    assert (second.returncode, out) == (0, "locked\n")
+
+
+def test_released_after_exception(tmp_path):
+    config = make_config(tmp_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        with vg_lock(config, "vg_one"):
+            assert try_from_other_process(tmp_path) == 5
+            raise RuntimeError("boom")
+    assert try_from_other_process(tmp_path) == 0
+
+
+def test_reentrant_within_process(tmp_path):
+    config = make_config(tmp_path, timeout=0)
+    with vg_lock(config, "vg_one") as outer:
+        with vg_lock(config, "vg_one") as inner:  # would time out if not re-entrant
+            assert inner == outer
+            assert locking._held["vg_one"].depth == 2
+        assert locking._held["vg_one"].depth == 1
+        assert try_from_other_process(tmp_path) == 5  # inner exit kept it
+    assert try_from_other_process(tmp_path) == 0
+
+
+def test_creates_lock_dir_and_file_modes(tmp_path):
+    lock_dir = tmp_path / "run" / "one"
+    old_umask = os.umask(0o022)
+    try:
+        with vg_lock(make_config(lock_dir), "vg_one") as path:
+            assert path == str(lock_dir / "gfs2clvm-vg_one.lock")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(lock_dir).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_unusable_lock_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    config = make_config(blocker / "locks")
+    with pytest.raises(ConfigError) as info:
+        with vg_lock(config, "vg_one"):
+            pass
+    assert str(info.value) == (f"[locking] lock_dir: cannot open lock file "
+                               f"{blocker}/locks/gfs2clvm-vg_one.lock: Not a directory")
+
+
+def test_refuses_unconfigured_or_bad_vg(tmp_path):
+    config = make_config(tmp_path)
+    with pytest.raises(ConfigError, match="^volume group 'vg_x' is not configured"):
+        with vg_lock(config, "vg_x"):
+            pass
+    with pytest.raises(InvalidArgument, match=r"^invalid VG name '\.\./x'$"):
+        lock_path(config, "../x")
+    assert os.listdir(tmp_path) == []
+
+
+def test_forked_child_does_not_inherit_the_lock(tmp_path):
+    config = make_config(tmp_path, timeout=0)
+    with vg_lock(config, "vg_one"):
+        pid = os.fork()
+        if pid == 0:  # child: the parent's lock must not count as re-entry
+            try:
+                with vg_lock(config, "vg_one"):
+                    os._exit(0)
+            except LockTimeout:
+                os._exit(5)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 5
+        assert try_from_other_process(tmp_path) == 5  # still held by the parent
+    assert try_from_other_process(tmp_path) == 0

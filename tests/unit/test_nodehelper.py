@@ -1,0 +1,298 @@
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from one_gfs2clvm import nodehelper
+from one_gfs2clvm.nodehelper import Refused, lvm_argv, read_config, run_lvm
+
+VGS = ["vg_one", "vg_two"]
+REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs a root-owned file")
+
+
+# --- lvm_argv ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("verb, args, argv", [
+    ("vgs", ["vg_one"], ["vgs", *REPORT, "-o", nodehelper.VG_FIELDS, "vg_one"]),
+    ("lvs", ["vg_two"], ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "vg_two"]),
+    ("lvs", ["vg_one", "lv-one-1-0"],
+     ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "-S", "lv_name=lv-one-1-0", "vg_one"]),
+    ("lvs", ["vg_one", "lv-one-1-0", "lv-oneimg-7"],
+     ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "-S",
+      "lv_name=lv-one-1-0 || lv_name=lv-oneimg-7", "vg_one"]),
+    ("create", ["vg_one", "lv-one-1-0", "1073741824"],
+     ["lvcreate", "--yes", "--activate", "n", "--zero", "n", "--wipesignatures", "n",
+      "--size", "1073741824b", "--name", "lv-one-1-0", "vg_one"]),
+    ("create", ["vg_one", "lv-oneimg-3", "512", "one:image=3", "one:ds=1"],
+     ["lvcreate", "--yes", "--activate", "n", "--zero", "n", "--wipesignatures", "n",
+      "--size", "512b", "--name", "lv-oneimg-3", "--addtag", "one:image=3",
+      "--addtag", "one:ds=1", "vg_one"]),
+    ("remove", ["vg_one", "lv-one-1-0"], ["lvremove", "--yes", "vg_one/lv-one-1-0"]),
+    ("extend", ["vg_one", "lv-one-1-0", "2147483648"],
+     ["lvextend", "--yes", "--size", "2147483648b", "vg_one/lv-one-1-0"]),
+    ("activate", ["vg_one", "lv-one-1-0", "ey"],
+     ["lvchange", "--activate", "ey", "vg_one/lv-one-1-0"]),
+    ("activate", ["vg_one", "lv-one-1-0", "sy"],
+     ["lvchange", "--activate", "sy", "vg_one/lv-one-1-0"]),
+    ("activate", ["vg_one", "lv-one-1-0", "y"],
+     ["lvchange", "--activate", "y", "vg_one/lv-one-1-0"]),
+    ("activate", ["vg_one", "lv-one-1-0", "ly"],
+     ["lvchange", "--activate", "ly", "vg_one/lv-one-1-0"]),
+    ("activate", ["vg_one", "lv-one-1-0", "n"],
+     ["lvchange", "--activate", "n", "vg_one/lv-one-1-0"]),
+    ("rename", ["vg_one", "lv-one-1-0", "lv-oneimg-9"],
+     ["lvrename", "vg_one", "lv-one-1-0", "lv-oneimg-9"]),
+    ("addtag", ["vg_one", "lv-one-1-0", "one:vm=1"],
+     ["lvchange", "--addtag", "one:vm=1", "vg_one/lv-one-1-0"]),
+    ("deltag", ["vg_one", "lv-one-1-0", "one:vm=1"],
+     ["lvchange", "--deltag", "one:vm=1", "vg_one/lv-one-1-0"]),
+])
+def test_lvm_argv(verb, args, argv):
+    assert lvm_argv(verb, args, VGS) == argv
+
+
+def test_lvs_selection_is_exact():
+    # '=' in an LVM selection is an exact string match; never '=~' (regex)
+    argv = lvm_argv("lvs", ["vg_one", "lv-one-1-0"], VGS)
+    selection = argv[argv.index("-S") + 1]
+    assert selection == "lv_name=lv-one-1-0"
+    assert "=~" not in selection
+
+
+@pytest.mark.parametrize("verb, args, message", [
+    ("vgs", ["vg_x"], "VG 'vg_x' is not configured in /etc/one/gfs2clvm.conf"),
+    ("vgs", ["-vg"], "invalid VG name '-vg'"),
+    ("remove", ["", "lv-one-1-0"], "invalid VG name ''"),
+    ("remove", ["vg_one", "lv-one-1"], "LV name 'lv-one-1' is not one of ours "
+                                       "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
+    ("remove", ["vg_one", "gfs2"], "LV name 'gfs2' is not one of ours "
+                                   "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
+    ("remove", ["vg_one", "lv-one-1-2;rm"], "LV name 'lv-one-1-2;rm' is not one of ours "
+                                            "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
+    ("remove", ["vg_one", "lv-one-01-2"], "LV name 'lv-one-01-2' is not one of ours "
+                                          "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
+    ("lvs", ["vg_one", "lv-one-1-0", "gfs2"], "LV name 'gfs2' is not one of ours "
+                                             "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
+    ("rename", ["vg_one", "lv-one-1-0", "root"], "LV name 'root' is not one of ours "
+                                                 "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
+    ("create", ["vg_one", "lv-one-1-0", "0"], "invalid size '0' (bytes, positive integer)"),
+    ("create", ["vg_one", "lv-one-1-0", "10G"], "invalid size '10G' (bytes, positive integer)"),
+    ("create", ["vg_one", "lv-one-1-0", "-1"], "invalid size '-1' (bytes, positive integer)"),
+    ("create", ["vg_one", "lv-one-1-0", "01"], "invalid size '01' (bytes, positive integer)"),
+    ("create", ["vg_one", "lv-one-1-0", "1" * 21],
+     "invalid size '111111111111111111111' (bytes, positive integer)"),
+    ("extend", ["vg_one", "lv-one-1-0", "+1024"],
+     "invalid size '+1024' (bytes, positive integer)"),
+    ("activate", ["vg_one", "lv-one-1-0", "ay"],
+     "activation mode 'ay' is not one of ey sy y ly n"),
+    ("activate", ["vg_one", "lv-one-1-0", ""], "activation mode '' is not one of ey sy y ly n"),
+    ("create", ["vg_one", "lv-one-1-0", "1", "bad tag"], "invalid tag 'bad tag'"),
+    ("addtag", ["vg_one", "lv-one-1-0", "@x"], "invalid tag '@x'"),
+    ("deltag", ["vg_one", "lv-one-1-0", "a" * 129], "invalid tag '%s'" % ("a" * 129)),
+    ("vgs", [], "vgs: expected 1 arguments, got 0"),
+    ("vgs", ["vg_one", "vg_two"], "vgs: expected 1 arguments, got 2"),
+    ("lvs", [], "lvs: expected 1..65 arguments, got 0"),
+    ("lvs", ["vg_one"] + ["lv-one-1-0"] * 65, "lvs: expected 1..65 arguments, got 66"),
+    ("create", ["vg_one", "lv-one-1-0"], "create: expected 3 arguments, got 2"),
+    ("remove", ["vg_one"], "remove: expected 2 arguments, got 1"),
+    ("remove", ["vg_one", "lv-one-1-0", "lv-one-1-1"], "remove: expected 2 arguments, got 3"),
+    ("extend", ["vg_one", "lv-one-1-0"], "extend: expected 3 arguments, got 2"),
+    ("activate", ["vg_one", "lv-one-1-0"], "activate: expected 3 arguments, got 2"),
+    ("rename", ["vg_one", "lv-one-1-0"], "rename: expected 3 arguments, got 2"),
+    ("addtag", ["vg_one", "lv-one-1-0", "a", "b"], "addtag: expected 3 arguments, got 4"),
+    ("lvremove", ["vg_one", "lv-one-1-0"], "unknown verb 'lvremove'"),
+    ("version", [], "unknown verb 'version'"),  # handled by main(), never reaches lvm
+])
+def test_lvm_argv_refuses(verb, args, message):
+    with pytest.raises(Refused) as info:
+        lvm_argv(verb, args, VGS)
+    assert str(info.value) == message
+
+
+# Bug in nodehelper.py (frozen file, reported): re.match with '$' accepts a
+# trailing newline, so these pass the allow-list.  Strict xfail: remove the
+# marker once the patterns use fullmatch or \Z.
+@pytest.mark.xfail(strict=True, reason="nodehelper: '$' matches before a trailing newline")
+@pytest.mark.parametrize("verb, args", [
+    ("remove", ["vg_one", "lv-one-1-0\n"]),
+    ("extend", ["vg_one", "lv-one-1-0", "1024\n"]),
+    ("addtag", ["vg_one", "lv-one-1-0", "one:vm=1\n"]),
+])
+def test_trailing_newline_is_refused(verb, args):
+    with pytest.raises(Refused):
+        lvm_argv(verb, args, VGS)
+
+
+# --- read_config ----------------------------------------------------------------
+
+CONF = """\
+[storage]
+volume_groups = vg_one, vg_two  # comment
+lock_mode = clvmd
+[locking]
+lvm_retries = 3
+lvm_retry_delay = 0.25
+"""
+
+
+def conf_file(tmp_path, text=CONF, mode=0o644):
+    path = tmp_path / "gfs2clvm.conf"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
+@as_root
+def test_read_config(tmp_path):
+    assert read_config(conf_file(tmp_path)) == {
+        "vgs": ["vg_one", "vg_two"], "lock_mode": "clvmd", "retries": 3, "delay": 0.25}
+
+
+@as_root
+def test_read_config_defaults_and_sample(tmp_path):
+    path = conf_file(tmp_path, "[storage]\nvolume_groups = vg_a\n")
+    assert read_config(path) == {"vgs": ["vg_a"], "lock_mode": "lvmlockd", "retries": 6,
+                                 "delay": 0.5}
+    sample = os.path.join(os.path.dirname(__file__), "..", "..", "etc-one", "gfs2clvm.conf")
+    with open(sample) as handle:
+        path = conf_file(tmp_path, handle.read())
+    assert read_config(path) == {"vgs": ["vg_one"], "lock_mode": "lvmlockd", "retries": 6,
+                                 "delay": 0.5}
+
+
+@as_root
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666, 0o620])
+def test_read_config_refuses_writable_file(tmp_path, mode):
+    path = conf_file(tmp_path, mode=mode)
+    with pytest.raises(Refused) as info:
+        read_config(path)
+    assert str(info.value) == f"{path} must be owned by root and not group/world-writable"
+
+
+@as_root
+def test_read_config_refuses_foreign_owner(tmp_path):
+    path = conf_file(tmp_path)
+    os.chown(path, 1000, 1000)
+    with pytest.raises(Refused) as info:
+        read_config(path)
+    assert str(info.value) == f"{path} must be owned by root and not group/world-writable"
+
+
+def test_read_config_missing_file(tmp_path):
+    path = str(tmp_path / "nope.conf")
+    with pytest.raises(Refused) as info:
+        read_config(path)
+    assert str(info.value) == f"cannot read {path}: No such file or directory"
+
+
+@as_root
+@pytest.mark.parametrize("text, message", [
+    ("[storage]\nvolume_groups = ,\n", "{path}: [storage] volume_groups is empty"),
+    ("[storage]\nvolume_groups =\n", "{path}: [storage] volume_groups is empty"),
+    ("[storage]\nlock_mode = none\n",
+     "{path}: No option 'volume_groups' in section: 'storage'"),
+    ("[ssh]\nuser = x\n", "{path}: No section: 'storage'"),
+    ("[storage]\nvolume_groups = vg\n[locking]\nlvm_retries = many\n",
+     "{path}: could not convert string to float: 'many'"),
+    ("[storage]\nvolume_groups = vg\n[locking]\nlvm_retry_delay = soon\n",
+     "{path}: could not convert string to float: 'soon'"),
+])
+def test_read_config_bad_contents(tmp_path, text, message):
+    path = conf_file(tmp_path, text)
+    with pytest.raises(Refused) as info:
+        read_config(path)
+    assert str(info.value) == message.format(path=path)
+
+
+@as_root
+def test_read_config_clamps_negative_values(tmp_path):
+    path = conf_file(tmp_path, "[storage]\nvolume_groups = vg\n[locking]\n"
+                               "lvm_retries = -3\nlvm_retry_delay = -1\n")
+    assert read_config(path) == {"vgs": ["vg"], "lock_mode": "lvmlockd", "retries": 0,
+                                 "delay": 0.0}
+
+
+# --- run_lvm retries ------------------------------------------------------------------
+
+TRANSIENT = b"  VG vg_one lock failed: held by other host.\n"
+LV_LOCKED = b"  LV locked by other host: vg_one/lv-one-1-0\n"
+
+
+class FakeLvm:
+    """Stands in for subprocess.run: returns scripted (returncode, stderr) results."""
+
+    def __init__(self, monkeypatch, *results):
+        self.results = list(results)
+        self.calls = []
+        monkeypatch.setattr(nodehelper.subprocess, "run", self)
+        monkeypatch.setattr(nodehelper, "lvm_binary", lambda: "/usr/sbin/lvm")
+
+    def __call__(self, command, **kwargs):
+        self.calls.append((command, kwargs))
+        code, stderr = self.results.pop(0)
+        return subprocess.CompletedProcess(command, code, b"out", stderr)
+
+
+def test_run_lvm_success_runs_once(monkeypatch):
+    fake = FakeLvm(monkeypatch, (0, b""))
+    sleeps = []
+    proc = run_lvm(["lvs", "vg_one"], 6, 0.5, sleep=sleeps.append)
+    assert (proc.returncode, proc.stdout) == (0, b"out")
+    assert sleeps == []
+    (command, kwargs), = fake.calls
+    assert command == ["/usr/sbin/lvm", "lvs", "vg_one"]
+    assert kwargs == {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE,
+                      "stderr": subprocess.PIPE, "close_fds": True,
+                      "env": {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
+                              "LC_ALL": "C", "LVM_SUPPRESS_FD_WARNINGS": "1"}}
+
+
+def test_run_lvm_transient_lock_retried_to_the_bound(monkeypatch):
+    fake = FakeLvm(monkeypatch, *[(5, TRANSIENT)] * 7)
+    sleeps = []
+    proc = run_lvm(["lvremove", "--yes", "vg_one/lv-one-1-0"], 6, 0.5, sleep=sleeps.append)
+    assert proc.returncode == 5 and proc.stderr == TRANSIENT
+    assert sleeps == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]  # doubling, capped at 5 s
+    assert len(fake.calls) == 7  # first try + 6 retries
+
+
+def test_run_lvm_transient_then_success(monkeypatch):
+    fake = FakeLvm(monkeypatch, (5, b"  Global lock failed: held by other host.\n"),
+                   (5, b"  VG vg_one lock failed: error -11\n"), (0, b""))
+    sleeps = []
+    assert run_lvm(["vgs"], 6, 0.2, sleep=sleeps.append).returncode == 0
+    assert sleeps == [0.2, 0.4]
+    assert len(fake.calls) == 3
+
+
+@pytest.mark.parametrize("stderr", [
+    LV_LOCKED,
+    TRANSIENT + LV_LOCKED,  # an LV lock held elsewhere wins: it is a state, not a race
+    b"  LV vg_one/lv-one-1-0 lock failed: held by other host.\n",
+    b'  Failed to find logical volume "vg_one/lv-one-1-0"\n',
+    b"  Insufficient free space: 2 extents needed, but only 1 available\n",
+])
+def test_run_lvm_not_retried(monkeypatch, stderr):
+    fake = FakeLvm(monkeypatch, (5, stderr), (0, b""))
+    sleeps = []
+    proc = run_lvm(["lvchange", "--activate", "ey", "vg_one/lv-one-1-0"], 6, 0.5,
+                   sleep=sleeps.append)
+    assert proc.returncode == 5 and proc.stderr == stderr
+    assert sleeps == [] and len(fake.calls) == 1
+
+
+def test_run_lvm_zero_retries(monkeypatch):
+    fake = FakeLvm(monkeypatch, (5, TRANSIENT))
+    sleeps = []
+    assert run_lvm(["vgs"], 0, 0.5, sleep=sleeps.append).returncode == 5
+    assert sleeps == [] and len(fake.calls) == 1
+
+
+def test_run_lvm_large_delay_is_capped(monkeypatch):
+    FakeLvm(monkeypatch, (5, TRANSIENT), (5, TRANSIENT), (0, b""))
+    sleeps = []
+    run_lvm(["vgs"], 2, 30.0, sleep=sleeps.append)
+    assert sleeps == [5.0, 5.0]
