@@ -9,12 +9,13 @@ helper, LVM layer); each step and its time is printed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
 import time
 
-from lab.vmlab import VG, Lab, log
+from lab.vmlab import VG, lab_session
 from one_gfs2clvm import config as config_mod
 from one_gfs2clvm.cluster import Cluster
 from one_gfs2clvm.errors import DriverError
@@ -47,14 +48,11 @@ class Steps:
 
 def main(keep: bool = False) -> int:
     steps = Steps()
-    lab = Lab.attach()
-    started_here = lab is None
-    if lab is None:
-        nodes = int(os.environ.get("LAB_NODES", "3"))
-        lab = steps.run(f"boot lab ({nodes} nodes, lvmlockd+dlm, GFS2)",
-                        lambda: Lab(nodes=nodes, lock=os.environ.get("LAB_LOCK", "dlm")).up())
-    else:
-        log(f"reusing the running lab in {lab.run}")
+    stack = contextlib.ExitStack()
+    nodes = int(os.environ.get("LAB_NODES", "3"))
+    lock = os.environ.get("LAB_LOCK", "dlm")
+    lab = steps.run(f"lab: reuse or boot ({nodes} nodes, lock {lock})",
+                    lambda: stack.enter_context(lab_session(nodes, lock, keep=keep)))
     try:
         config = config_mod.load(str(lab.driver_conf))
         cluster = Cluster(config)
@@ -135,8 +133,7 @@ def main(keep: bool = False) -> int:
     finally:
         print()
         print(steps.table())
-        if started_here and not keep:
-            lab.down()
+        stack.close()
     return 0
 
 

@@ -6,7 +6,7 @@
 
 Layout (all under $GFS2CLVM_LAB_DIR, default /var/tmp/gfs2clvm-lab):
     image-<hash>/   cached guest image, keyed on lab/build-image.sh + lab/guest/*
-    run/            one running lab: hub + node sockets, overlays, pidfiles,
+    run-<lock><N>/  one running lab: hub + node sockets, overlays, pidfiles,
                     consoles, shared.raw, known_hosts, ssh_config, state.json,
                     driver.conf (the front-end config the driver uses)
 
@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +51,11 @@ def log(message: str) -> None:
 
 def lab_dir() -> Path:
     return Path(os.environ.get("GFS2CLVM_LAB_DIR", "/var/tmp/gfs2clvm-lab"))
+
+
+def run_dir(nodes: int, lock: str) -> Path:
+    """One run dir per lab shape, so a 2-node sanlock lab can run beside the main one."""
+    return lab_dir() / f"run-{lock}{nodes}"
 
 
 # ---------------------------------------------------------------- image cache
@@ -139,12 +143,16 @@ class Node:
 class Lab:
     nodes: int = 3
     lock: str = "dlm"
-    run: Path = field(default_factory=lambda: lab_dir() / "run")
+    run: Path | None = None       # default: run_dir(nodes, lock)
     members: list[Node] = field(default_factory=list)
     hub_pid: int = 0
     image: Path | None = None
     started_here: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.run is None:
+            self.run = run_dir(self.nodes, self.lock)
 
     # -- paths and configs
     @property
@@ -185,20 +193,28 @@ class Lab:
 
     @classmethod
     def attach(cls, nodes: int | None = None, lock: str | None = None) -> "Lab | None":
-        """The running lab, if one is up and matches (nodes, lock); else None."""
-        run = lab_dir() / "run"
-        try:
-            state = json.loads((run / "state.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if (nodes and state["nodes"] != nodes) or (lock and state["lock"] != lock):
-            return None
-        lab = cls(nodes=state["nodes"], lock=state["lock"], run=run,
-                  image=Path(state["image"]), hub_pid=state["hub_pid"],
-                  members=[Node(**m) for m in state["members"]])
-        if not state.get("ready") or not lab.alive():
-            return None
-        return lab
+        """A running lab matching (nodes, lock) -- any running one if both are None."""
+        if nodes and lock:
+            candidates = [run_dir(nodes, lock)]
+        else:
+            candidates = sorted(lab_dir().glob("run-*"))
+        for run in candidates:
+            try:
+                state = json.loads((run / "state.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if (nodes and state["nodes"] != nodes) or (lock and state["lock"] != lock):
+                continue
+            lab = cls(nodes=state["nodes"], lock=state["lock"], run=run,
+                      image=Path(state["image"]), hub_pid=state["hub_pid"],
+                      members=[Node(**m) for m in state["members"]])
+            if state.get("ready") and lab.alive():
+                return lab
+        return None
+
+    @classmethod
+    def all_run_dirs(cls) -> list[Path]:
+        return sorted(lab_dir().glob("run-*"))
 
     def alive(self) -> bool:
         return pid_alive(self.hub_pid, "hub.py") and all(
@@ -214,22 +230,35 @@ class Lab:
         self.down()   # anything stale in the run dir (only processes it records)
         self.run.mkdir(parents=True, exist_ok=True)
         self.started_here = True
-        step = time.monotonic()
-        self._start_hub()
-        self._start_guests()
-        self._write_access_files()
-        self._wait_ssh()
-        self.timings["boot"] = time.monotonic() - step
-        step = time.monotonic()
-        self._cluster_up()
-        self.timings["cluster"] = time.monotonic() - step
-        step = time.monotonic()
-        self._provision_driver()
-        self.timings["provision"] = time.monotonic() - step
-        self.save_state()
+        try:
+            step = time.monotonic()
+            self._start_hub()
+            self._start_guests()
+            self._write_access_files()
+            self._wait_ssh()
+            self.timings["boot"] = time.monotonic() - step
+            step = time.monotonic()
+            self._cluster_up()
+            self.timings["cluster"] = time.monotonic() - step
+            step = time.monotonic()
+            self._provision_driver()
+            self.timings["provision"] = time.monotonic() - step
+            self.save_state()
+        except BaseException:
+            if os.environ.get("LAB_KEEP_FAILED"):
+                log(f"lab start failed; left running for inspection in {self.run}")
+            else:
+                self._keep_consoles()
+                self.down()
+            raise
         self.timings["total"] = time.monotonic() - total
         log("lab ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
         return self
+
+    def _keep_consoles(self) -> None:
+        """Copy guest consoles next to the run dir before it is removed."""
+        for console in self.run.glob("node*.console"):
+            shutil.copy(console, lab_dir() / f"last-failed-{self.run.name}-{console.name}")
 
     def down(self) -> None:
         """Stop exactly the processes recorded for this run dir, then clean it."""
@@ -383,7 +412,13 @@ class Lab:
             self._wait(first, "corosync-quorumtool -s | grep -q 'Quorate:.*Yes'", 90, "quorum")
             self.on_all("systemctl start dlm lvmlockd")
         elif self.lock == "sanlock":
-            self.on_all("systemctl start wdmd sanlock lvmlockd")
+            # --gl-type sanlock: the first sanlock VG must also host the global
+            # lock, and the stock unit has no way to pass that option
+            self.on_all("systemctl start wdmd sanlock && systemd-run --quiet "
+                        "--unit=lvmlockd-sanlock /sbin/lvmlockd --foreground --gl-type sanlock")
+        if self.lock != "none":
+            for node in self.node_names:
+                self._wait(node, "lvmlockctl --info >/dev/null 2>&1", 60, "lvmlockd running")
         shared_flags = {"dlm": "--shared --lock-type dlm", "sanlock": "--shared --lock-type sanlock",
                         "none": ""}[self.lock]
         self.sh(first, f"pvcreate -q --metadatasize 32m /dev/vdb && "
@@ -434,7 +469,24 @@ class Lab:
                 f"[locking]\nlvm_retries = 6\nlvm_retry_delay = 0.5\n")
 
 
-_lab_lock = threading.Lock()
+@contextlib.contextmanager
+def lab_session(nodes: int, lock: str, keep: bool = False):
+    """Yield a running lab of this shape: reuse one that is up, else boot one.
+
+    Only a lab booted here is stopped afterwards (by PID), unless `keep` or
+    LAB_KEEP=1.
+    """
+    running = Lab.attach(nodes, lock)
+    if running is not None:
+        log(f"reusing the running lab in {running.run}")
+        yield running
+        return
+    started = Lab(nodes=nodes, lock=lock).up()
+    try:
+        yield started
+    finally:
+        if not (keep or os.environ.get("LAB_KEEP")):
+            started.down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ssh -F {lab.run}/ssh_config node1      driver config: {lab.driver_conf}")
         return 0
     if args.cmd == "down":
-        Lab().down()
+        for run in Lab.all_run_dirs():
+            Lab(run=run).down()
         return 0
     lab = Lab.attach()
     if lab is None:

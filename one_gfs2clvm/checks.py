@@ -13,6 +13,7 @@ import shlex
 
 from .cluster import Cluster
 from .config import Config
+from .errors import DriverError
 
 _EXPECTED_LOCK = {"lvmlockd": ("dlm", "sanlock"), "clvmd": ("clvm",), "none": ("",)}
 
@@ -66,8 +67,8 @@ def check_node(config: Config, host: str) -> list[str]:
             continue
         try:
             group = cluster.lvm(host).vgs(vg)
-        except Exception as exc:  # report, do not stop the check
-            problems.append(getattr(exc, "one_line", lambda: str(exc))())
+        except DriverError as exc:  # report, do not stop the check
+            problems.append(exc.one_line())
             continue
         if group.lock_type not in _EXPECTED_LOCK[config.lock_mode]:
             problems.append(f"VG {vg} has lock type {group.lock_type or 'none'!r}, "

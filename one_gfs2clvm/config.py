@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .nodehelper import DELAY_RE, RETRIES_RE, VG_RE
 
 DEFAULT_PATH = "/etc/one/gfs2clvm.conf"
 ENV_VAR = "ONE_GFS2CLVM_CONF"
@@ -21,8 +22,6 @@ ENV_VAR = "ONE_GFS2CLVM_CONF"
 LOCK_MODES = ("lvmlockd", "clvmd", "none")
 ZEROING_POLICIES = ("never", "on_create", "on_delete", "always")
 
-# LVM's own rule for VG names, minus the leading '-' LVM forbids anyway.
-_VG_RE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
 
 
@@ -112,7 +111,7 @@ def parse(text: str, source: str = "<string>") -> Config:
 
     vgs = reader.list("storage", "volume_groups", required=True)
     for vg in vgs:
-        if not _VG_RE.match(vg):
+        if not VG_RE.fullmatch(vg) or vg in (".", ".."):
             raise ConfigError(f"{source}: [storage] volume_groups: invalid VG name {vg!r}")
     bridges = reader.list("storage", "bridge_hosts")
     for host in bridges:
@@ -145,8 +144,12 @@ def parse(text: str, source: str = "<string>") -> Config:
         sudo=reader.abspath("node", "sudo", Config.sudo),
         lock_dir=reader.abspath("locking", "lock_dir", Config.lock_dir),
         lock_timeout=reader.number("locking", "lock_timeout", 120.0, low=0.0),
-        lvm_retries=int(reader.number("locking", "lvm_retries", 6, low=0)),
-        lvm_retry_delay=reader.number("locking", "lvm_retry_delay", 0.5, low=0.0),
+        # the node helper reads these too, with the same patterns
+        lvm_retries=int(reader.string("locking", "lvm_retries", "6", pattern=RETRIES_RE,
+                                         expected="an integer 0..99")),
+        lvm_retry_delay=float(reader.string("locking", "lvm_retry_delay", "0.5",
+                                            pattern=DELAY_RE,
+                                            expected="seconds, e.g. 0.5")),
         source=source,
     )
     reader.reject_unknown()
@@ -176,12 +179,13 @@ class _Reader:
     def _bad(self, section: str, key: str, why: str) -> ConfigError:
         return ConfigError(f"{self.source}: [{section}] {key}: {why}")
 
-    def string(self, section, key, default, pattern=None):
+    def string(self, section, key, default, pattern=None, expected=None):
         value = self._raw(section, key)
         if value is None:
             return default
-        if pattern and not re.match(pattern, value):
-            raise self._bad(section, key, f"invalid value {value!r}")
+        if pattern and not re.fullmatch(pattern, value):
+            hint = f" (expected {expected})" if expected else ""
+            raise self._bad(section, key, f"invalid value {value!r}{hint}")
         return value
 
     def abspath(self, section, key, default):
@@ -246,10 +250,17 @@ def _check_host(host: str, source: str, where: str) -> None:
 
 
 def _parse_address(value: str, default_port: int, source: str, name: str) -> HostAddress:
-    address, sep, port = value.strip().rpartition(":")
-    if not sep:
-        address, port = value.strip(), str(default_port)
-    address = address.strip("[]")
+    value = value.strip()
+    if value.startswith("["):                      # [v6addr] or [v6addr]:port
+        address, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else (str(default_port) if not rest else "")
+    elif value.count(":") > 1:
+        raise ConfigError(f"{source}: [ssh.hosts] {name}: write IPv6 addresses in brackets, "
+                          f"e.g. [{value}]:22")
+    else:
+        address, sep, port = value.rpartition(":")
+        if not sep:
+            address, port = value, str(default_port)
     if not address or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
         raise ConfigError(f"{source}: [ssh.hosts] {name}: expected address[:port], got {value!r}")
     return HostAddress(address, int(port))

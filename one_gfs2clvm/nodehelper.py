@@ -47,6 +47,11 @@ VG_RE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
 # LVM allows more tag characters; these are the ones our tags need.
 TAG_RE = re.compile(r"^[A-Za-z0-9_+.:=-]{1,128}$")
 SIZE_RE = re.compile(r"^[1-9][0-9]{0,19}$")
+# Retry settings: small plain decimals (config.py applies the same patterns).
+RETRIES_RE = re.compile(r"^[0-9]{1,2}$")
+DELAY_RE = re.compile(r"^[0-9]{1,2}(\.[0-9]{1,3})?$")
+# Every pattern above is applied with fullmatch(): `$` alone also matches
+# before a trailing newline, which would let "lv-one-1-0\n" through.
 ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n")
 
 REPORT_OPTIONS = ["--reportformat", "json", "--units", "b", "--nosuffix"]
@@ -58,8 +63,8 @@ VG_FIELDS = ("vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_attr,vg_lock_typ
 # Another host holds the VG (or global) lock for a metadata change: worth a
 # retry.  An LV lock held elsewhere is a state, not a transient: no retry.
 TRANSIENT_LOCK_RE = re.compile(
-    r"(VG \S+ lock failed: held by other host|Global lock failed: held by other host|"
-    r"VG lock busy|lock failed: error -11\b|Retrying (ex|sh) lock)", re.I)
+    r"((VG \S+|Global) lock failed: (held by other host|error -11\b)|"
+    r"VG lock busy|Retrying (ex|sh) lock)", re.I)
 LV_LOCKED_RE = re.compile(r"(LV locked by other host|LV \S+ lock failed: held by other host|"
                           r"lock held by other host)", re.I)
 NOT_FOUND_RE = re.compile(r"(Failed to find logical volume|Volume group \"?\S+?\"? not found|"
@@ -71,18 +76,18 @@ class Refused(Exception):
 
 
 def is_our_lv(name):
-    return any(pattern.match(name) for pattern in LV_PATTERNS)
+    return isinstance(name, str) and any(pattern.fullmatch(name) for pattern in LV_PATTERNS)
 
 
 def check_lv(name):
-    if not isinstance(name, str) or not is_our_lv(name):
+    if not is_our_lv(name):
         raise Refused("LV name %r is not one of ours (lv-one-<vm>-<disk>, lv-oneimg-<image>)"
                       % (name,))
     return name
 
 
 def check_vg(name, allowed):
-    if not VG_RE.match(name or ""):
+    if not isinstance(name, str) or not VG_RE.fullmatch(name) or name in (".", ".."):
         raise Refused("invalid VG name %r" % (name,))
     if name not in allowed:
         raise Refused("VG %r is not configured in %s" % (name, CONFIG_PATH))
@@ -90,13 +95,13 @@ def check_vg(name, allowed):
 
 
 def check_tag(tag):
-    if not TAG_RE.match(tag or ""):
+    if not isinstance(tag, str) or not TAG_RE.fullmatch(tag):
         raise Refused("invalid tag %r" % (tag,))
     return tag
 
 
 def check_size(size):
-    if not SIZE_RE.match(size or ""):
+    if not isinstance(size, str) or not SIZE_RE.fullmatch(size):
         raise Refused("invalid size %r (bytes, positive integer)" % (size,))
     return size
 
@@ -176,7 +181,7 @@ def read_config(path=CONFIG_PATH):
     except configparser.Error as exc:
         raise Refused("%s: %s" % (path, " ".join(str(exc).split())))
     # bounded on purpose: a huge value would make a lock wait look like a hang
-    if not re.match(r"^[0-9]{1,2}$", retries) or not re.match(r"^[0-9]{1,2}(\.[0-9]+)?$", delay):
+    if not RETRIES_RE.fullmatch(retries) or not DELAY_RE.fullmatch(delay):
         raise Refused("%s: [locking] lvm_retries/lvm_retry_delay must be small numbers" % path)
     retries, delay = int(retries), float(delay)
     if not vgs:

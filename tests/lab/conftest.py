@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from lab.vmlab import Lab
+from lab.vmlab import lab_session
 from one_gfs2clvm import config as config_mod
 
 
@@ -23,18 +23,9 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def lab():
-    nodes = int(os.environ.get("LAB_NODES", "3"))
-    lock = os.environ.get("LAB_LOCK", "dlm")
-    running = Lab.attach(nodes, lock)
-    if running is not None:
+    with lab_session(int(os.environ.get("LAB_NODES", "3")),
+                     os.environ.get("LAB_LOCK", "dlm")) as running:
         yield running
-        return
-    started = Lab(nodes=nodes, lock=lock).up()
-    try:
-        yield started
-    finally:
-        if not os.environ.get("LAB_KEEP"):
-            started.down()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ ids = st.integers(min_value=0, max_value=MAX_ID)
 bad_ids = st.one_of(st.integers(max_value=-1), st.integers(min_value=MAX_ID + 1),
                     st.booleans(), st.floats(), st.text(), st.none())
 host_names = st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}\Z")
-path_parts = st.from_regex(r"\A[A-Za-z0-9_+=,@ -][A-Za-z0-9_.+=,@ -]{0,15}\Z")
+# no '.'-only parts, no leading/trailing blanks (a source refuses those)
+path_parts = st.from_regex(
+    r"\A[A-Za-z0-9_+=,@-]([A-Za-z0-9_.+=,@ -]{0,14}[A-Za-z0-9_.+=,@-])?\Z")
 norm_paths = st.lists(path_parts, min_size=1, max_size=6).map(lambda p: "/" + "/".join(p))
 
 

@@ -1,0 +1,24 @@
+from one_gfs2clvm.checks import parse_sudo_listing, sudo_problems
+
+HELPER = "/usr/sbin/one-gfs2clvm-helper"
+LISTING = """Matching Defaults entries for oneadmin on node1:
+    env_reset, mail_badpass, secure_path=/usr/local/sbin\\:/usr/local/bin\\:/usr/sbin\\:/usr/bin\\:/sbin\\:/bin, use_pty
+
+Runas and Command-specific defaults for oneadmin:
+    Defaults!/usr/sbin/one-gfs2clvm-helper !requiretty, env_reset
+
+User oneadmin may run the following commands on node1:
+    (root) NOPASSWD: /usr/sbin/one-gfs2clvm-helper
+"""
+
+
+def test_listing_with_only_the_helper_is_clean():
+    assert parse_sudo_listing(LISTING) == [f"(root) NOPASSWD: {HELPER}"]
+    assert sudo_problems(LISTING, HELPER) == []
+
+
+def test_extra_rules_and_missing_helper_are_reported():
+    wider = LISTING + "    (ALL : ALL) ALL\n"
+    assert sudo_problems(wider, HELPER) == ["sudo allows more than the node helper: '(ALL : ALL) ALL'"]
+    assert sudo_problems("User oneadmin is not allowed to run sudo on node1.\n", HELPER) == [
+        f"sudo does not allow {HELPER} (install etc-sudoers-d/one-gfs2clvm)"]
