@@ -421,8 +421,9 @@ class Lab:
                 self._wait(node, "lvmlockctl --info >/dev/null 2>&1", 60, "lvmlockd running")
         shared_flags = {"dlm": "--shared --lock-type dlm", "sanlock": "--shared --lock-type sanlock",
                         "none": ""}[self.lock]
-        self.sh(first, f"pvcreate -q --metadatasize 32m /dev/vdb && "
-                       f"vgcreate -q {shared_flags} {VG} /dev/vdb")
+        # no separate pvcreate: it needs the global lock, which for sanlock
+        # only exists once the first shared VG does
+        self.sh(first, f"vgcreate -q {shared_flags} --metadatasize 32m {VG} /dev/vdb")
         if self.lock != "none":
             self.on_all(f"vgchange -q --lock-start {VG}")
             # sanlock lock-start returns before the lockspace is joined

@@ -18,6 +18,7 @@ from one_gfs2clvm.errors import LockContention
 from one_gfs2clvm.names import lv_device_path, vm_disk_lv
 
 MiB = 1 << 20
+pytestmark = pytest.mark.own_lab     # runs before the session lab boots (conftest)
 
 
 @pytest.fixture(scope="module", params=["sanlock", "none"])
