@@ -1,4 +1,26 @@
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# Directory-mapping folders shipped inside the package as one_gfs2clvm/_payload/,
+# so `one-gfs2clvm install` also works after a non-editable `pip install .`.
+PAYLOAD = ["etc-one", "etc-sudoers-d", "etc-udev-rules-d", "usr-lib-one-tm_commands",
+           "var-lib-one-remotes-image-fs", "var-lib-one-remotes-tm-gfs2clvm",
+           "var-lib-one-remotes-datastore-gfs2clvm"]
+
+
+class BuildPyWithPayload(build_py):
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return                      # editable installs read the checkout
+        here = os.path.dirname(os.path.abspath(__file__))
+        for name in PAYLOAD:
+            if os.path.isdir(os.path.join(here, name)):
+                self.copy_tree(os.path.join(here, name),
+                               os.path.join(self.build_lib, "one_gfs2clvm", "_payload", name))
+
 
 setup(
     name="one-gfs2clvm",
@@ -9,4 +31,5 @@ setup(
     install_requires=["paramiko>=3.4", "lxml>=4.9", "click>=8.1"],
     extras_require={"test": ["pytest>=7.4", "hypothesis>=6.80"]},
     entry_points={"console_scripts": ["one-gfs2clvm = one_gfs2clvm.cli:main"]},
+    cmdclass={"build_py": BuildPyWithPayload},
 )

@@ -96,6 +96,33 @@ def lvs(obj, host, vg):
                        f"{','.join(lv.tags)}")
 
 
+@main.command("install")
+@click.option("--root", required=True, metavar="DIR",
+              help="Install under DIR (`/` for the real system, or a staging directory).")
+@click.option("--layout", type=click.Choice(["modern", "3.x", "all"]), default="all",
+              show_default=True,
+              help="modern: remotes/tm/gfs2clvm; 3.x: tm_commands + /etc/one/tm_gfs2clvm.")
+@click.option("--role", type=click.Choice(["frontend", "node", "all"]), default="all",
+              show_default=True,
+              help="frontend: TM/datastore/image remotes and /etc/one; node: sudoers, "
+                   "udev rules, node helper, /etc/one/gfs2clvm.conf.")
+@click.option("--dry-run", is_flag=True, help="List what would be installed; write nothing.")
+@click.option("--python", "python", metavar="PATH",
+              help="Interpreter for the Python shims' #! line (default: this one).")
+def install_cmd(root, layout, role, dry_run, python):
+    """Copy the driver's files to their system paths under --root.
+
+    Existing files under /etc/one are never overwritten: the new version is
+    written beside them as <file>.new.
+    """
+    from .install import InstallError, install
+    try:
+        install(root, role=role, layout=layout, dry_run=dry_run, python=python,
+                echo=click.echo)
+    except InstallError as exc:
+        _fail(exc)
+
+
 @main.command("node-helper-path")
 def node_helper_path():
     """Print the path of the node helper source to install on workers."""

@@ -8,14 +8,15 @@ in parallel and the VMM driver runs its own).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from .config import Config
-from .errors import ConfigError, ConnectError, RemoteTimeout
+from .errors import ConfigError, ConnectError, RemoteCommandFailed, RemoteTimeout
 from .locking import vg_lock
-from .lvm import LvmClient
+from .lvm import LvmClient, helper_argv, raise_for_result
 from .names import check_host
 
 T = TypeVar("T")
@@ -33,12 +34,33 @@ class Cluster:
             ssh = replace(ssh, user=user)
         return remote.get_remote(check_host(host), ssh)
 
-    def run(self, host: str, argv: list[str]):
+    def run(self, host: str, argv: list[str], timeout: float | None = None):
         """Runner for LvmClient: never raises on a non-zero exit."""
-        return self.remote(host).run(argv, check=False)
+        return self.remote(host).run(argv, check=False, timeout=timeout)
 
-    def lvm(self, host: str) -> LvmClient:
-        return LvmClient(self.config, self.run, host)
+    def lvm(self, host: str, timeout: float | None = None) -> LvmClient:
+        if timeout is None:
+            return LvmClient(self.config, self.run, host)
+        return LvmClient(self.config, lambda h, argv: self.run(h, argv, timeout), host)
+
+    def helper(self, verb: str, *args: object) -> list[str]:
+        """argv of one node-helper step, for run_steps()."""
+        return helper_argv(self.config, verb, *args)
+
+    def run_steps(self, host: str, steps: list, stdin=None, timeout: float | None = None):
+        """Several steps in ONE remote script (one round trip), stopping at the first
+        failure; a failing node-helper step raises its typed LVM error."""
+        from .remote import CommandResult
+        prefix = [self.config.sudo, "-n", self.config.node_helper]
+        try:
+            return self.remote(host).run_script(steps, stdin=stdin, timeout=timeout)
+        except RemoteCommandFailed as exc:
+            words = shlex.split(exc.command) if exc.command else []
+            if words[:3] == prefix and len(words) >= 5:
+                target = f"{words[4]}/{words[5]}" if len(words) > 5 else f"VG {words[4]}"
+                raise_for_result(host, CommandResult(exc.exit_status, exc.stdout, exc.stderr),
+                                 target)
+            raise
 
     def locked(self, vg: str) -> AbstractContextManager:
         """Front-end lock around a metadata change of `vg` (cross-process)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class _Held:
     depth: int
 
 
-_held: dict[str, _Held] = {}  # VG name -> lock this process holds
+_held: dict[str, _Held] = {}  # lock key -> lock this process holds
 
 
 def lock_path(config: Config, vg: str) -> str:
@@ -72,20 +73,35 @@ def _acquire(config: Config, path: str) -> int:
 @contextmanager
 def vg_lock(config: Config, vg: str) -> Iterator[str]:
     """Hold the front-end lock of `vg`; yields the lock file path."""
-    path = lock_path(config, config.check_vg(vg))
-    held = _held.get(vg)
+    with _hold(config, f"vg:{vg}", lock_path(config, config.check_vg(vg))) as path:
+        yield path
+
+
+@contextmanager
+def named_lock(config: Config, name: str) -> Iterator[str]:
+    """Hold a front-end lock for anything else that needs serialising
+    (e.g. one image read-activated on one host by several clones)."""
+    safe = re.sub(r"[^A-Za-z0-9_.@=-]", "_", name)[:200]
+    with _hold(config, f"name:{safe}", os.path.join(config.lock_dir, f"gfs2clvm-{safe}.lock")) \
+            as path:
+        yield path
+
+
+@contextmanager
+def _hold(config: Config, key: str, path: str) -> Iterator[str]:
+    held = _held.get(key)
     if held is not None and held.pid != os.getpid():
         # Inherited across fork(): the parent's lock, not ours.
         os.close(held.fd)
-        del _held[vg]
+        del _held[key]
         held = None
     if held is None:
-        held = _held[vg] = _Held(_acquire(config, path), os.getpid(), 0)
+        held = _held[key] = _Held(_acquire(config, path), os.getpid(), 0)
     held.depth += 1
     try:
         yield path
     finally:
         held.depth -= 1
         if held.depth == 0:
-            del _held[vg]
+            del _held[key]
             os.close(held.fd)  # closing the only descriptor releases the flock

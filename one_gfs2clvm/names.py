@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import NamedTuple, Union
 
 from .errors import InvalidArgument
-from .nodehelper import LV_IMAGE_RE, LV_VM_DISK_RE, TAG_RE, VG_RE
+from .nodehelper import (LV_IMAGE_RE, LV_IMAGE_SNAP_RE, LV_VM_DISK_RE, LV_VM_SNAP_RE, TAG_RE,
+                         USE_TAG_RE, VG_RE)
 
 MAX_ID = 9_999_999_999  # ids are at most 10 digits (nodehelper's _ID)
 
@@ -54,18 +55,50 @@ def image_lv(image_id: int) -> str:
     return f"lv-oneimg-{_check_id(image_id, 'image id')}"
 
 
+def vm_snap_lv(vm_id: int, disk_id: int, snap_id: int) -> str:
+    """Full-copy snapshot `snap_id` of a VM disk: lv-one-<vm>-<disk>-snap-<snap>."""
+    return f"{vm_disk_lv(vm_id, disk_id)}-snap-{_check_id(snap_id, 'snapshot id')}"
+
+
+def image_snap_lv(image_id: int, snap_id: int) -> str:
+    """Full-copy snapshot of a persistent image LV: lv-oneimg-<image>-snap-<snap>."""
+    return f"{image_lv(image_id)}-snap-{_check_id(snap_id, 'snapshot id')}"
+
+
 @dataclass(frozen=True)
 class LvName:
-    kind: str  # "vm_disk" or "image"
+    kind: str  # "vm_disk", "image", "vm_snap" or "image_snap"
     vm_id: int | None = None
     disk_id: int | None = None
     image_id: int | None = None
+    snap_id: int | None = None
 
     @property
     def name(self) -> str:
         if self.kind == "vm_disk":
             return vm_disk_lv(self.vm_id, self.disk_id)
+        if self.kind == "vm_snap":
+            return vm_snap_lv(self.vm_id, self.disk_id, self.snap_id)
+        if self.kind == "image_snap":
+            return image_snap_lv(self.image_id, self.snap_id)
         return image_lv(self.image_id)
+
+    @property
+    def parent(self) -> "LvName | None":
+        """The disk or image LV a snapshot LV belongs to (None for those themselves)."""
+        if self.kind == "vm_snap":
+            return LvName("vm_disk", vm_id=self.vm_id, disk_id=self.disk_id)
+        if self.kind == "image_snap":
+            return LvName("image", image_id=self.image_id)
+        return None
+
+    def snapshot(self, snap_id: int) -> str:
+        """Name of snapshot `snap_id` of this disk or image LV."""
+        if self.kind == "vm_disk":
+            return vm_snap_lv(self.vm_id, self.disk_id, snap_id)
+        if self.kind == "image":
+            return image_snap_lv(self.image_id, snap_id)
+        raise InvalidArgument(f"{self.name} is a snapshot itself")
 
 
 def parse_lv_name(name: object) -> LvName:
@@ -76,8 +109,33 @@ def parse_lv_name(name: object) -> LvName:
         match = LV_IMAGE_RE.fullmatch(name)
         if match:
             return LvName("image", image_id=int(match[1]))
+        match = LV_VM_SNAP_RE.fullmatch(name)
+        if match:
+            return LvName("vm_snap", vm_id=int(match[1]), disk_id=int(match[2]),
+                          snap_id=int(match[3]))
+        match = LV_IMAGE_SNAP_RE.fullmatch(name)
+        if match:
+            return LvName("image_snap", image_id=int(match[1]), snap_id=int(match[2]))
     raise InvalidArgument(f"invalid LV name {name!r}: expected lv-one-<vm>-<disk> "
-                          f"or lv-oneimg-<image>")
+                          f"or lv-oneimg-<image> (or their -snap-<id> snapshots)")
+
+
+@dataclass(frozen=True)
+class Use:
+    """One VM disk using an LV on a host, recorded as an LV tag (see USE_TAG_RE)."""
+    vm_id: int
+    disk_id: int
+    host: str
+
+    @property
+    def tag(self) -> str:
+        return check_tag(f"one-use={_check_id(self.vm_id, 'VM id')}:"
+                         f"{_check_id(self.disk_id, 'disk id')}:{check_host(self.host)}")
+
+
+def parse_use_tag(tag: str) -> Use | None:
+    match = USE_TAG_RE.fullmatch(tag)
+    return Use(int(match[1]), int(match[2]), match[3]) if match else None
 
 
 def check_lv(name: object) -> str:

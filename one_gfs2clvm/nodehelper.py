@@ -19,6 +19,8 @@ lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
     addtag   VG LV TAG
     deltag   VG LV TAG
     version                           helper version, lock mode and VGs
+    boot-activate [VG ...]            activate the LVs whose one-use tags name
+                                      this host (node boot; all VGs by default)
 
 Exit status: lvm's own on an lvm failure; 64 when the request is refused.
 Transient VG/global lock contention (another host is changing the VG) is
@@ -42,7 +44,14 @@ EXIT_REFUSED = 64
 _ID = r"(?:0|[1-9][0-9]{0,9})"
 LV_VM_DISK_RE = re.compile(r"^lv-one-(" + _ID + r")-(" + _ID + r")$")
 LV_IMAGE_RE = re.compile(r"^lv-oneimg-(" + _ID + r")$")
-LV_PATTERNS = (LV_VM_DISK_RE, LV_IMAGE_RE)
+# Disk snapshots are full copies in linear LVs of their own (lvmlockd cannot
+# share-activate COW snapshots, so those would not survive a live migration).
+LV_VM_SNAP_RE = re.compile(r"^lv-one-(" + _ID + r")-(" + _ID + r")-snap-(" + _ID + r")$")
+LV_IMAGE_SNAP_RE = re.compile(r"^lv-oneimg-(" + _ID + r")-snap-(" + _ID + r")$")
+LV_PATTERNS = (LV_VM_DISK_RE, LV_IMAGE_RE, LV_VM_SNAP_RE, LV_IMAGE_SNAP_RE)
+# Where a disk is in use: one tag per use, one-use=<vm>:<disk>:<opennebula host>
+USE_TAG_RE = re.compile(r"^one-use=(" + _ID + r"):(" + _ID + r"):([A-Za-z0-9_][A-Za-z0-9_.-]*)$")
+READONLY_TAG = "one-readonly"
 VG_RE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
 # LVM allows more tag characters; these are the ones our tags need.
 TAG_RE = re.compile(r"^[A-Za-z0-9_+.:=-]{1,128}$")
@@ -213,6 +222,55 @@ def run_lvm(argv, retries, delay, sleep=time.sleep):
         attempt += 1
 
 
+def this_host_names():
+    import socket
+    names = {socket.gethostname(), socket.getfqdn()}
+    names |= {name.split(".")[0] for name in names}
+    return {name for name in names if name}
+
+
+def boot_activate(config, vgs, run=None, host_names=None):
+    """Re-activate, after a reboot, the disks the tags say run on this host.
+
+    Exclusive for a disk used once; shared when several VMs use it or it is
+    tagged read-only.  Returns (exit status, report lines).
+    """
+    run = run or (lambda argv: run_lvm(argv, config["retries"], config["delay"]))
+    host_names = host_names if host_names is not None else this_host_names()
+    status, lines = 0, []
+    for vg in vgs:
+        check_vg(vg, config["vgs"])
+        if config["lock_mode"] == "lvmlockd":
+            run(["vgchange", "--lock-start", vg])   # idempotent; no-op once started
+        proc = run(lvm_argv("lvs", [vg], config["vgs"]))
+        if proc.returncode != 0:
+            lines.append("%s: lvs failed: %s" % (vg, proc.stderr.decode("utf-8", "replace").strip()))
+            status = 1
+            continue
+        for lv in json.loads(proc.stdout.decode("utf-8"))["report"][0]["lv"]:
+            if not is_our_lv(lv["lv_name"]):
+                continue
+            tags = [tag for tag in lv.get("lv_tags", "").split(",") if tag]
+            uses = [USE_TAG_RE.match(tag) for tag in tags]
+            uses = [use for use in uses if use]
+            if not any(use.group(3) in host_names for use in uses):
+                continue
+            if lv.get("lv_active", "") == "active":
+                lines.append("%s/%s: already active" % (vg, lv["lv_name"]))
+                continue
+            shared = len(uses) > 1 or READONLY_TAG in tags
+            mode = {"lvmlockd": "sy" if shared else "ey", "clvmd": "y" if shared else "ey",
+                    "none": "y"}.get(config["lock_mode"], "ey")
+            result = run(lvm_argv("activate", [vg, lv["lv_name"], mode], config["vgs"]))
+            if result.returncode == 0:
+                lines.append("%s/%s: activated (-a%s)" % (vg, lv["lv_name"], mode))
+            else:
+                status = 1
+                lines.append("%s/%s: activation failed: %s" % (
+                    vg, lv["lv_name"], result.stderr.decode("utf-8", "replace").strip()))
+    return status, lines
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -221,6 +279,13 @@ def main(argv=None):
         if not argv:
             raise Refused("no verb given")
         config = read_config()
+        if argv[0] == "boot-activate":
+            for vg in argv[1:]:
+                check_vg(vg, config["vgs"])
+            status, lines = boot_activate(config, argv[1:] or config["vgs"])
+            for line in lines:
+                print(line)
+            return status
         if argv[0] == "version":
             print(json.dumps({"helper": VERSION, "lock_mode": config["lock_mode"],
                               "volume_groups": config["vgs"]}))

@@ -8,3 +8,4 @@ if str(ROOT) not in sys.path:  # make one_gfs2clvm importable under plain `pytes
     sys.path.insert(0, str(ROOT))
 
 from sshd_fixture import sshd  # noqa: E402,F401  (session fixture: real sshd on 127.0.0.1)
+from fakeoned import fake_oned  # noqa: E402,F401  (function fixture: stand-in oned XML-RPC)

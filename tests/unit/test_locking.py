@@ -120,8 +120,8 @@ def test_reentrant_within_process(tmp_path):
     with vg_lock(config, "vg_one") as outer:
         with vg_lock(config, "vg_one") as inner:  # would time out if not re-entrant
             assert inner == outer
-            assert locking._held["vg_one"].depth == 2
-        assert locking._held["vg_one"].depth == 1
+            assert locking._held["vg:vg_one"].depth == 2
+        assert locking._held["vg:vg_one"].depth == 1
         assert try_from_other_process(tmp_path) == 5  # inner exit kept it
     assert try_from_other_process(tmp_path) == 0
 

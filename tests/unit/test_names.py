@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from one_gfs2clvm.errors import InvalidArgument
-from one_gfs2clvm.names import (MAX_ID, DiskPath, FileSource, HostPath, IsoxSource,
+from one_gfs2clvm.names import (Use, parse_use_tag, MAX_ID, DiskPath, FileSource, HostPath, IsoxSource,
                                 LvmSource, LvName, LvSource, UrlSource, VolSource,
                                 check_tag, check_vg, disk_id_from_path, image_lv,
                                 lv_device_path, parse_disk_path, parse_host_path,
@@ -60,8 +60,33 @@ def test_parse_lv_name_rejects(name):
     with pytest.raises(InvalidArgument) as info:
         parse_lv_name(name)
     assert str(info.value) == (f"invalid LV name {name!r}: expected lv-one-<vm>-<disk> "
-                               f"or lv-oneimg-<image>")
+                               f"or lv-oneimg-<image> (or their -snap-<id> snapshots)")
     assert "\n" not in str(info.value)
+
+
+@given(ids, ids, ids)
+def test_snapshot_names_round_trip(vm_id, disk_id, snap_id):
+    disk = parse_lv_name(vm_disk_lv(vm_id, disk_id))
+    snap = parse_lv_name(disk.snapshot(snap_id))
+    assert snap == LvName("vm_snap", vm_id, disk_id, snap_id=snap_id)
+    assert snap.name == f"lv-one-{vm_id}-{disk_id}-snap-{snap_id}"
+    image = parse_lv_name(image_lv(vm_id))
+    assert parse_lv_name(image.snapshot(snap_id)) == LvName("image_snap", image_id=vm_id,
+                                                              snap_id=snap_id)
+    with pytest.raises(InvalidArgument):
+        snap.snapshot(1)
+
+
+@pytest.mark.parametrize("tag, use", [
+    ("one-use=7:0:node1", Use(7, 0, "node1")),
+    ("one-use=10:3:node-2.example.org", Use(10, 3, "node-2.example.org")),
+    ("one-use=07:0:node1", None), ("one-use=7:0:", None), ("one-use=7:0:-n", None),
+    ("one-use=7:0:node1\n", None), ("one-vm=7", None),
+])
+def test_use_tags(tag, use):
+    assert parse_use_tag(tag) == use
+    if use:
+        assert use.tag == tag
 
 
 @given(ids, ids)

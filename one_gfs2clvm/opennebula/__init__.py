@@ -1,0 +1,1 @@
+"""OpenNebula-facing parts: TM and datastore actions, API access."""

@@ -1,0 +1,219 @@
+"""VM disks on the shared VG: the lifecycle both TM layouts drive.
+
+A disk in use is: an LV, active on the host that runs the VM (exclusively,
+or shared for read-only/live-migration), a `one-use=<vm>:<disk>:<host>` tag
+on the LV recording that (what `activate` reads after a node reboot), and a
+symlink `<sysdir>/disk.<N>` on GFS2 pointing at the LV's device.
+
+Rules kept here:
+  * metadata changes (create/remove/extend/rename/tags) run under the
+    front-end VG lock; data copies do not hold it;
+  * LVs are created inactive and activated where the VM runs;
+  * every step is idempotent (re-running after a crash is safe) and a
+    multi-step operation registers undo steps on the action.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from ..errors import ConnectError, InvalidArgument, NotFound, RemoteTimeout
+from ..lvm import LogicalVolume
+from ..names import Use, check_host, lv_device_path, parse_lv_name, parse_use_tag
+from ..nodehelper import READONLY_TAG
+from .runtime import Action
+
+MiB = 1 << 20
+INCOMPLETE_TAG = "one-incomplete"     # set while a copy into a new LV is running
+SYSTEM_TM = "gfs2clvm"
+
+
+def round_up_mib(size_bytes: int) -> int:
+    return -(-size_bytes // MiB) * MiB
+
+
+def is_frontend(host: str) -> bool:
+    """OpenNebula names the front-end itself for stopped/undeployed VMs."""
+    names = {socket.gethostname(), socket.getfqdn(), "localhost"}
+    names |= {name.split(".")[0] for name in names}
+    return host in names or host.split(".")[0] in names
+
+
+@dataclass(frozen=True)
+class Volume:
+    vg: str
+    lv: str
+
+    @property
+    def device(self) -> str:
+        return lv_device_path(self.vg, self.lv)
+
+    def __str__(self) -> str:
+        return f"{self.vg}/{self.lv}"
+
+
+class Disks:
+    """Disk operations for one action (logging and undo go to the action)."""
+
+    def __init__(self, action: Action):
+        self.action = action
+        self.config = action.config
+        self.cluster = action.cluster
+
+    # -- where to run --------------------------------------------------------
+    def worker(self, host: str, bridges: list[str] | None = None) -> str:
+        """A worker to run on: `host` itself, or a bridge host when `host` is the
+        front-end (stopped/undeployed VMs), which is outside the lock space."""
+        if not is_frontend(host):
+            return check_host(host)
+        candidates = [h for h in (bridges or []) if h] or list(self.config.bridge_hosts)
+        if not candidates:
+            raise InvalidArgument(f"{host} is the front-end and no bridge host is configured")
+
+        def reachable(bridge: str) -> str:
+            self.cluster.remote(bridge).transport()  # connects (host key checked) or raises
+            return bridge
+        return self.cluster.on_bridge(reachable, candidates)
+
+    # -- reports -------------------------------------------------------------
+    def lv(self, host: str, volume: Volume) -> LogicalVolume | None:
+        return self.cluster.lvm(host).lv(volume.vg, volume.lv)
+
+    def uses(self, lv: LogicalVolume) -> list[Use]:
+        return [use for use in map(parse_use_tag, lv.tags) if use]
+
+    # -- metadata changes (front-end VG lock) ---------------------------------
+    def create(self, host: str, volume: Volume, size_bytes: int, tags: list[str]) -> None:
+        """Create `volume` inactive; undo removes it again."""
+        with self.cluster.locked(volume.vg):
+            self.cluster.lvm(host).create(volume.vg, volume.lv, round_up_mib(size_bytes), tags)
+        self.action.log(f"created {volume} ({round_up_mib(size_bytes) // MiB} MiB)")
+        self.action.undo.push(f"remove {volume}", lambda: self.remove(host, volume))
+
+    def remove(self, host: str, volume: Volume) -> None:
+        """Deactivate here and remove; a missing LV is fine (idempotent)."""
+        if self.lv(host, volume) is None:
+            return
+        self.cluster.lvm(host).deactivate(volume.vg, volume.lv)
+        with self.cluster.locked(volume.vg):
+            try:
+                self.cluster.lvm(host).remove(volume.vg, volume.lv)
+            except NotFound:
+                return
+        self.action.log(f"removed {volume}")
+
+    def retag(self, host: str, volume: Volume, add: list[str] = (), drop: list[str] = ()) -> None:
+        lvm = self.cluster.lvm(host)
+        add = [tag for tag in add if tag not in drop]
+        if not add and not drop:
+            return
+        with self.cluster.locked(volume.vg):
+            for tag in drop:
+                lvm.del_tag(volume.vg, volume.lv, tag)
+            for tag in add:
+                lvm.add_tag(volume.vg, volume.lv, tag)
+
+    def set_use(self, host: str, volume: Volume, use: Use | None, vm_id: int, disk_id: int,
+                readonly: bool = False) -> None:
+        """Make the LV's use tags for (vm, disk) say `use` (None: not in use)."""
+        current = self.lv(host, volume)
+        if current is None:
+            raise NotFound(f"{volume} does not exist")
+        drop = [u.tag for u in self.uses(current)
+                if (u.vm_id, u.disk_id) == (vm_id, disk_id) and (use is None or u != use)]
+        add = [use.tag] if use is not None and use.tag not in current.tags else []
+        if readonly and READONLY_TAG not in current.tags:
+            add.append(READONLY_TAG)
+        if use is None and READONLY_TAG in current.tags and \
+                len(self.uses(current)) - len(drop) == 0:
+            drop.append(READONLY_TAG)
+        self.retag(host, volume, add, drop)
+
+    # -- activation and links (one round trip) ---------------------------------
+    def activate_and_link(self, host: str, volume: Volume, intent: str,
+                          link: str | None = None) -> None:
+        steps = [self.cluster.helper("activate", volume.vg, volume.lv,
+                                     self.cluster.lvm(host).policy.flag(intent))]
+        if link:
+            steps += [["mkdir", "-p", os.path.dirname(link)],
+                      ["ln", "-sfn", volume.device, link]]
+        self.cluster.run_steps(host, steps)
+
+    def deactivate(self, host: str, volume: Volume, tolerate_unreachable: bool = False) -> bool:
+        """Deactivate on `host`; False if the host could not be reached (and tolerated)."""
+        try:
+            self.cluster.lvm(host).deactivate(volume.vg, volume.lv)
+            return True
+        except NotFound:
+            return True
+        except (ConnectError, RemoteTimeout) as exc:
+            if not tolerate_unreachable:
+                raise
+            self.action.log(f"{host} unreachable, cannot deactivate {volume} there "
+                            f"({exc.one_line()}); relying on the lock manager")
+            return False
+
+    def link(self, host: str, link: str, target: str) -> None:
+        self.cluster.run_steps(host, [["mkdir", "-p", os.path.dirname(link)],
+                                      ["ln", "-sfn", target, link]])
+
+    def unlink(self, host: str, link: str) -> None:
+        self.cluster.remote(host).run(["rm", "-f", link])
+
+    def read_link(self, host: str, link: str) -> str | None:
+        result = self.cluster.remote(host).run(["readlink", link], check=False)
+        return result.stdout.strip() or None if result.exit_status == 0 else None
+
+    # -- data ----------------------------------------------------------------
+    def copy_command(self, source: str, target: str, source_format: str = "raw",
+                     target_is_zero: bool = False) -> list[str]:
+        """qemu-img convert into an existing device; skips zero runs only when the
+        target is known to read as zeroes (the zeroing policy decides)."""
+        argv = ["qemu-img", "convert", "-q", "-n", "-f", source_format, "-O", "raw",
+                "-t", "none", "-W"]
+        if target_is_zero:
+            argv.append("--target-is-zero")
+        return argv + [source, target]
+
+    def target_is_zero(self) -> bool:
+        """New extents read as zeroes when the driver zeroes on delete or on create."""
+        return self.config.zeroing != "never"
+
+    def zero_command(self, device: str, offset: int = 0, length: int | None = None) -> list[str]:
+        argv = ["/sbin/blkdiscard", "--zeroout"]
+        if offset or length is not None:
+            argv += ["--offset", str(offset)]
+            if length is not None:
+                argv += ["--length", str(length)]
+        return argv + [device]
+
+    def device_size(self, host: str, device: str) -> int:
+        result = self.cluster.remote(host).run(["/sbin/blockdev", "--getsize64", device])
+        return int(result.stdout.strip())
+
+    def image_virtual_size(self, host: str, path: str) -> tuple[int, str]:
+        """(virtual size in bytes, format) of an image file on the host (GFS2)."""
+        import json
+        result = self.cluster.remote(host).run(["qemu-img", "info", "--output", "json", path])
+        try:
+            info = json.loads(result.stdout)
+            return int(info["virtual-size"]), str(info["format"])
+        except (ValueError, KeyError) as exc:
+            raise InvalidArgument(f"{host}: cannot read image {path}: {exc}") from None
+
+
+def volume_of(lv_path_or_name: str, vg: str | None = None) -> Volume:
+    """Volume from `/dev/<vg>/<lv>`, `<vg>/<lv>` or a bare LV name plus vg."""
+    parts = lv_path_or_name.strip("/").split("/")
+    if parts[0] == "dev":
+        parts = parts[1:]
+    if len(parts) == 2:
+        vg, lv = parts
+    elif len(parts) == 1 and vg:
+        lv = parts[0]
+    else:
+        raise InvalidArgument(f"not an LV path: {lv_path_or_name!r}")
+    parse_lv_name(lv)
+    return Volume(vg, lv)

@@ -1,0 +1,823 @@
+"""TM actions, OpenNebula 6.10 - 7.4 layout (`remotes/tm/gfs2clvm/<action>`).
+
+Arguments are exactly what oned writes into transfer files (reference 3.3).
+Every action runs on the front-end and reaches workers only over SSH; LVM
+runs on a worker in the lock space, through the node helper.
+
+Choices written down:
+  * VM-disk LVs live in the VG of the datastore named by the action's DSID
+    argument (template attribute VG_NAME, else the first configured VG):
+    clones in the image datastore's VG (CLONE_TARGET=SELF), volatile disks
+    in the system datastore's.
+  * Disk snapshots are full copies in their own linear LVs
+    (lv-one-<vm>-<disk>-snap-<id>): lvmlockd refuses shared activation of
+    COW snapshots and their origins, so those would pin a VM to its host.
+    Copies are inactive LVs, so they survive cold and live migration.
+  * Live migration under lvmlockd: source converts its exclusive lock to
+    shared, destination activates shared; afterwards the source deactivates
+    and the destination converts to exclusive.  failmigrate reverses.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import tarfile
+from dataclasses import dataclass
+
+from ..errors import DriverError, InvalidArgument, LockContention, NotFound
+from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, Use, VolSource,
+                     disk_id_from_path, parse_host_path, parse_lv_name, parse_source,
+                     vm_disk_lv)
+from . import runtime
+from .disks import INCOMPLETE_TAG, MiB, SYSTEM_TM, Disks, Volume, is_frontend, volume_of
+from .runtime import Action
+
+
+# ----------------------------------------------------------------- arguments
+
+def _args(argv: list[str], count: int, usage: str, optional: int = 0) -> list[str]:
+    if not count <= len(argv) <= count + optional:
+        raise InvalidArgument(f"usage: {usage} (got {len(argv)} arguments)")
+    return argv + [""] * (count + optional - len(argv))
+
+
+def _int(text: str, what: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise InvalidArgument(f"invalid {what} {text!r}")
+    return int(text)
+
+
+def _source(arg: str):
+    """SOURCE as oned passes it: `<fe>:<SOURCE>`, or raw when it contains ':'."""
+    for scheme in ("lvm://", "vol://", "http://", "https://"):
+        if arg.startswith(scheme):
+            return parse_source(arg)
+    _, sep, rest = arg.partition(":")
+    return parse_source(rest if sep else arg)
+
+
+@dataclass(frozen=True)
+class DiskArg:
+    host: str
+    path: str
+    disk_id: int
+
+    @property
+    def sysdir(self) -> str:
+        return posixpath.dirname(self.path)
+
+
+def _disk_arg(text: str) -> DiskArg:
+    hp = parse_host_path(text)
+    return DiskArg(hp.host, hp.path, disk_id_from_path(hp.path))
+
+
+# ----------------------------------------------------------------- lookups
+
+def datastore_vg(action: Action, ds_id: int) -> str:
+    ds = action.api.datastore(ds_id)
+    return action.config.check_vg(ds.vg_name or action.config.default_vg)
+
+
+def bridges(action: Action, ds_id: int | None) -> list[str]:
+    if ds_id is None:
+        return list(action.config.bridge_hosts)
+    return action.api.datastore(ds_id).bridge_list or list(action.config.bridge_hosts)
+
+
+def disk_volume(action: Action, vm, disk_id: int, ds_id: int) -> Volume | None:
+    """The LV a VM disk uses, from the VM template (None: not an LV, e.g. .isox)."""
+    disk = vm.disk(disk_id)
+    if disk.source and (disk.persistent or not disk.clone):
+        source = _source(disk.source)
+        if isinstance(source, IsoxSource):
+            return None
+        if isinstance(source, LvSource):
+            return Volume(action.config.check_vg(source.vg), source.lv)
+    return Volume(datastore_vg(action, ds_id), vm_disk_lv(vm.id, disk_id))
+
+
+def linked_volume(disks: Disks, host: str, link: str) -> Volume | None:
+    """The LV a disk.N symlink points at (the truth on GFS2), if it is one of ours."""
+    target = disks.read_link(host, link)
+    if not target or not target.startswith("/dev/"):
+        return None
+    try:
+        return volume_of(target)
+    except InvalidArgument:
+        return None
+
+
+def check_may_use(action: Action, vm, what: str, owner_uid: int, owner_gid: int, perms) -> None:
+    from .xml import may_use
+    user = action.api.user(vm.uid)
+    if not may_use(user, owner_uid, owner_gid, perms):
+        raise InvalidArgument(f"VM {vm.id}: its owner {vm.uname} (uid {vm.uid}) may not use "
+                              f"{what}: refusing to copy it")
+
+
+# ----------------------------------------------------------------- clone / ln
+
+def clone(action: Action, argv: list[str]) -> None:
+    src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "clone fe:SOURCE host:dir/disk.N VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    ds_id = _int(ds_arg, "datastore id")
+    dst = _disk_arg(dst_arg)
+    source = _source(src_arg)
+    if isinstance(source, IsoxSource):
+        clone_disk(action, source, dst, None, 0)
+        return
+    vm = action.api.vm(action.vm_id)
+    clone_disk(action, source, dst, datastore_vg(action, ds_id),
+               vm.disk(dst.disk_id).size_mb or 0, vm)
+
+
+def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: int,
+               vm=None) -> None:
+    """Copy `source` into lv-one-<vm>-<disk> in `vg`, sized max(source, size_mb),
+    active exclusively on dst.host and linked as dst.path (an .isox: link only)."""
+    disks = Disks(action)
+    if isinstance(source, IsoxSource):
+        disks.link(dst.host, dst.path, source.path)
+        action.log(f"linked {dst.path} -> {source.path} (ISO, no LVM)")
+        return
+    vm_id = action.vm_id
+    target = Volume(vg, vm_disk_lv(vm_id, dst.disk_id))
+    copy_from, source_format, copy_host = _resolve_copy_source(action, disks, vm, source, dst.host)
+    use = Use(vm_id, dst.disk_id, dst.host)
+
+    existing = disks.lv(dst.host, target)
+    if existing is not None and INCOMPLETE_TAG not in existing.tags:
+        # a re-run after success (or resubmit): make the end state true again
+        disks.activate_and_link(dst.host, target, "exclusive", dst.path)
+        disks.set_use(dst.host, target, use, vm_id, dst.disk_id)
+        action.log(f"{target} already exists and is complete; activated and linked")
+        return
+    if existing is not None:
+        action.log(f"{target} is left over from an interrupted copy: recreating it")
+        disks.remove(dst.host, target)
+
+    if isinstance(copy_from, Volume):
+        source_lv = disks.lv(copy_host, copy_from)
+        if source_lv is None:
+            raise NotFound(f"source {copy_from} does not exist")
+        size = source_lv.size_bytes
+    else:
+        size, source_format = disks.image_virtual_size(copy_host, copy_from)
+    size = max(size, size_mb * MiB)
+    disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag])
+    _copy_into(action, disks, copy_host, copy_from, source_format, target)
+    if copy_host != dst.host:                   # copied where the source is in use
+        disks.deactivate(copy_host, target)
+    disks.activate_and_link(dst.host, target, "exclusive", dst.path)
+    disks.retag(dst.host, target, drop=[INCOMPLETE_TAG])
+    action.log(f"{target} ready on {dst.host} as {dst.path}")
+
+
+def _resolve_copy_source(action: Action, disks: Disks, vm, source, host: str):
+    """(Volume or file path, format, host to copy on) for a clone/cp source.
+    `vm` (the requesting VM) is needed only for lvm:// and vol:// permission checks."""
+    if isinstance(source, (LvmSource, VolSource)) and vm is None:
+        vm = action.api.vm(action.vm_id)
+    if isinstance(source, LvSource):
+        return Volume(action.config.check_vg(source.vg), source.lv), "raw", host
+    if isinstance(source, FileSource):
+        return source.path, "auto", host
+    if isinstance(source, LvmSource):
+        from .xml import vm_is_quiescent
+        other = action.api.vm(source.vm_id)
+        if not vm_is_quiescent(other):
+            raise InvalidArgument(f"lvm://{source.vm_id}/{source.disk_id}: VM {source.vm_id} is "
+                                  f"not suspended, stopped, powered off or undeployed")
+        check_may_use(action, vm, f"VM {other.id}", other.uid, other.gid, other.permissions)
+        other_ds = other.disk(source.disk_id).datastore_id
+        volume = disk_volume(action, other, source.disk_id,
+                             other_ds if other_ds is not None else other.last_history.ds_id)
+        return volume, "raw", _holder(disks, host, volume) or host
+    if isinstance(source, VolSource):
+        image = action.api.image(source.image_id)
+        check_may_use(action, vm, f"image {image.id}", image.uid, image.gid, image.permissions)
+        volume = _source(image.source)
+        if not isinstance(volume, LvSource):
+            raise InvalidArgument(f"vol://{image.id}: image SOURCE {image.source!r} is not an LV")
+        volume = Volume(action.config.check_vg(volume.vg), volume.lv)
+        return volume, "raw", _holder(disks, host, volume) or host
+    if isinstance(source, UrlSource):
+        raise InvalidArgument("clone from a URL is not supported: import it into an image "
+                              "datastore first")
+    raise InvalidArgument(f"unsupported clone source {source!r}")
+
+
+def _holder(disks: Disks, host: str, volume: Volume) -> str | None:
+    """The host a VM disk is in use on (its one-use tag), to copy it there."""
+    lv = disks.lv(host, volume)
+    if lv is None:
+        raise NotFound(f"{volume} does not exist")
+    uses = disks.uses(lv)
+    return uses[0].host if uses else None
+
+
+def _copy_into(action: Action, disks: Disks, host: str, source, source_format: str,
+               target: Volume) -> None:
+    """Copy source (Volume or file) into target on `host`, then leave target inactive
+    there unless host is where it will run (activate_and_link converts anyway)."""
+    steps = [action.cluster.helper("activate", target.vg, target.lv,
+                                   action.cluster.lvm(host).policy.flag("exclusive"))]
+    release = []
+    if isinstance(source, Volume):
+        source_lv = disks.lv(host, source)
+        active_here = source_lv is not None and source_lv.active_locally
+        if not active_here:
+            steps.append(action.cluster.helper("activate", source.vg, source.lv,
+                                               _read_flag(action, host)))
+            release.append(action.cluster.helper("activate", source.vg, source.lv, "n"))
+        source_path = source.device
+    else:
+        source_path = source
+    if action.config.zero_on_create:
+        steps.append(disks.zero_command(target.device))
+    steps.append(disks.copy_command(source_path, target.device, source_format,
+                                    disks.target_is_zero()))
+    from ..locking import named_lock
+    # Two clones on one host may read the same image: its read activation is
+    # shared per host, so activate/copy/deactivate must not interleave there.
+    with named_lock(action.config, f"read-{source_path.replace('/', '_')}@{host}"):
+        try:
+            action.cluster.run_steps(host, steps)
+        finally:
+            if release:
+                action.cluster.run_steps(host, release)
+    action.log(f"copied {source_path} into {target} on {host}")
+
+
+def _read_flag(action: Action, host: str) -> str:
+    """Activation for reading a copy source on one host without excluding others."""
+    return {"lvmlockd": "sy", "clvmd": "ly", "none": "y"}[action.config.lock_mode]
+
+
+def ln(action: Action, argv: list[str]) -> None:
+    src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "ln fe:SOURCE host:dir/disk.N VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    _int(ds_arg, "datastore id")
+    dst = _disk_arg(dst_arg)
+    source = _source(src_arg)
+    readonly = False
+    if isinstance(source, LvSource):
+        readonly = action.api.vm(action.vm_id).disk(dst.disk_id).readonly
+    link_disk(action, source, dst, readonly)
+
+
+def link_disk(action: Action, source, dst: DiskArg, readonly: bool) -> None:
+    """Use an image in place: a persistent image LV (activated here) or a file."""
+    disks = Disks(action)
+    if isinstance(source, (IsoxSource, FileSource)):
+        disks.link(dst.host, dst.path, source.path)
+        action.log(f"linked {dst.path} -> {source.path} (file, no LVM)")
+        return
+    if not isinstance(source, LvSource):
+        raise InvalidArgument(f"ln: SOURCE must be an image LV <vg>/lv-oneimg-<id>, "
+                              f"got {source!r}")
+    volume = Volume(action.config.check_vg(source.vg), source.lv)
+    intent = "shared" if readonly else "exclusive"
+    use = Use(action.vm_id, dst.disk_id, dst.host)
+    current = disks.lv(dst.host, volume)
+    if current is None:
+        raise NotFound(f"image LV {volume} does not exist")
+    others = [u for u in disks.uses(current)
+              if (u.vm_id, u.disk_id) != (action.vm_id, dst.disk_id)]
+    if others and not readonly:
+        raise LockContention(f"{volume} is in use by VM {others[0].vm_id} on {others[0].host}")
+    disks.activate_and_link(dst.host, volume, intent, dst.path)
+    action.undo.push(f"deactivate {volume} on {dst.host}",
+                     lambda: disks.deactivate(dst.host, volume))
+    disks.set_use(dst.host, volume, use, action.vm_id, dst.disk_id, readonly=readonly)
+    action.log(f"{volume} active ({intent}) on {dst.host} as {dst.path}")
+
+
+# ----------------------------------------------------------------- volatile disks
+
+def mkimage(action: Action, argv: list[str]) -> None:
+    size_arg, fmt, dst_arg, vm_arg, ds_arg = _args(
+        argv, 5, "mkimage SIZE FORMAT host:dir/disk.N VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    dst = _disk_arg(dst_arg)
+    fs = ""
+    if fmt != "swap":
+        fs = action.api.vm(action.vm_id).disk(dst.disk_id).fs or ""
+    make_volatile(action, _int(size_arg, "size"), dst,
+                  datastore_vg(action, _int(ds_arg, "datastore id")),
+                  "swap" if fmt == "swap" else fs)
+
+
+def mkswap(action: Action, argv: list[str]) -> None:
+    size_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "mkswap SIZE host:dir/disk.N VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    make_volatile(action, _int(size_arg, "size"), _disk_arg(dst_arg),
+                  datastore_vg(action, _int(ds_arg, "datastore id")), "swap")
+
+
+_FS_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _mkfs_command(fs: str, device: str) -> list[str]:
+    """mkfs without questions: a reused LV may still carry an old signature."""
+    force = {"ext2": ["-F", "-q"], "ext3": ["-F", "-q"], "ext4": ["-F", "-q"],
+             "xfs": ["-f", "-q"], "btrfs": ["-f", "-q"]}.get(fs, [])
+    return [f"/sbin/mkfs.{fs}", *force, device]
+
+
+def make_volatile(action: Action, size_mb: int, dst: DiskArg, vg: str, fs: str) -> None:
+    """A volatile disk: new LV of size_mb, formatted as `fs` ('swap', '' = raw)."""
+    if size_mb <= 0:
+        raise InvalidArgument(f"invalid size {size_mb} MB")
+    if fs and not set(fs) <= _FS_CHARS:
+        raise InvalidArgument(f"invalid filesystem type {fs!r}")
+    disks = Disks(action)
+    volume = Volume(vg, vm_disk_lv(action.vm_id, dst.disk_id))
+    use = Use(action.vm_id, dst.disk_id, dst.host)
+    existing = disks.lv(dst.host, volume)
+    if existing is not None and INCOMPLETE_TAG not in existing.tags:
+        disks.activate_and_link(dst.host, volume, "exclusive", dst.path)
+        action.log(f"{volume} already prepared; activated and linked")
+        return
+    if existing is not None:
+        disks.remove(dst.host, volume)
+    disks.create(dst.host, volume, size_mb * MiB, [INCOMPLETE_TAG, use.tag])
+    steps = [action.cluster.helper("activate", volume.vg, volume.lv,
+                                   action.cluster.lvm(dst.host).policy.flag("exclusive"))]
+    if action.config.zero_on_create:
+        steps.append(disks.zero_command(volume.device))
+    if fs == "swap":
+        steps.append(["/sbin/mkswap", volume.device])
+    elif fs:
+        steps.append(_mkfs_command(fs, volume.device))
+    steps += [["mkdir", "-p", dst.sysdir], ["ln", "-sfn", volume.device, dst.path]]
+    action.cluster.run_steps(dst.host, steps)
+    disks.retag(dst.host, volume, drop=[INCOMPLETE_TAG])
+    action.log(f"{volume} ({size_mb} MB{', ' + fs if fs else ''}) ready on {dst.host}")
+
+
+# ----------------------------------------------------------------- context
+
+def context(action: Action, argv: list[str]) -> None:
+    if len(argv) < 4:
+        raise InvalidArgument("usage: context FILE... host:dir/disk.N VMID DSID")
+    *files, dst_arg, vm_arg, ds_arg = argv
+    action.vm_id = _int(vm_arg, "VM id")
+    _int(ds_arg, "datastore id")
+    build_context(action, files, _disk_arg(dst_arg))
+
+
+def build_context(action: Action, files: list[str], dst: DiskArg) -> None:
+    """The context ISO, built on the host into the VM dir on GFS2 (a file, no LVM):
+    the front-end's files travel as one tar stream, one round trip."""
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w") as tar:
+        for spec in files:
+            path, name = _context_file(spec)
+            tar.add(path, arcname=name, recursive=True)
+    host = Disks(action).worker(dst.host)
+    staging = f"{dst.path}.d"
+    steps = [["rm", "-rf", staging], ["mkdir", "-p", staging],
+             ["tar", "-x", "-C", staging, "-f", "-"],
+             ["xorriso", "-as", "mkisofs", "-quiet", "-o", f"{dst.path}.tmp", "-V", "CONTEXT",
+              "-J", "-R", staging],
+             ["mv", "-f", f"{dst.path}.tmp", dst.path], ["rm", "-rf", staging]]
+    action.cluster.run_steps(host, steps, stdin=payload.getvalue())
+    action.log(f"context ISO {dst.path} built on {host} from {len(files)} file(s)")
+
+
+def _context_file(spec: str) -> tuple[str, str]:
+    """`path` or `path:'name'` (oned sends the quotes literally)."""
+    path, sep, name = spec.partition(":")
+    name = name.strip("'\"") if sep else os.path.basename(path)
+    if not name or "/" in name or name in (".", ".."):
+        raise InvalidArgument(f"invalid context file name in {spec!r}")
+    if not os.path.exists(path):
+        raise InvalidArgument(f"context file {path} does not exist on the front-end")
+    return path, name
+
+
+# ----------------------------------------------------------------- mv / delete
+
+def mv(action: Action, argv: list[str]) -> None:
+    src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "mv hostA:path hostB:path VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    ds_id = _int(ds_arg, "datastore id")
+    src, dst = parse_host_path(src_arg), parse_host_path(dst_arg)
+    disks = Disks(action)
+    if not posixpath.basename(dst.path).startswith("disk."):
+        _mv_dir(action, disks, src, dst)
+        return
+    disk_id = disk_id_from_path(dst.path)
+    vm = action.api.vm(action.vm_id)
+    volume = disk_volume(action, vm, disk_id, ds_id)
+    if volume is None:                          # an ISO symlink: GFS2 keeps it
+        return
+    move_disk(action, disks, volume, disk_id, src, dst, vm.disk(disk_id).readonly)
+
+
+def move_disk(action: Action, disks: Disks, volume: Volume, disk_id: int, src, dst,
+              readonly: bool) -> None:
+    """Stop/undeploy (dst is the front-end), resume (src is), or cold migration:
+    the LV ends active only on dst (or nowhere), its use tag saying so."""
+    if src.host == dst.host and src.path == dst.path:
+        action.log("source and destination are the same: nothing to move")
+        return
+    if not is_frontend(src.host) and src.host != dst.host:
+        if disks.deactivate(src.host, volume, tolerate_unreachable=True):
+            action.log(f"deactivated {volume} on {src.host}")
+    if is_frontend(dst.host):                   # stop / undeploy: keep data, release host
+        disks.set_use(disks.worker(dst.host), volume, None, action.vm_id, disk_id)
+        action.log(f"{volume} released (VM leaves its host)")
+        return
+    intent = "shared" if readonly else "exclusive"
+    disks.activate_and_link(dst.host, volume, intent, dst.path)
+    disks.set_use(dst.host, volume, Use(action.vm_id, disk_id, dst.host), action.vm_id,
+                  disk_id, readonly=readonly)
+    action.log(f"{volume} active ({intent}) on {dst.host}")
+
+
+def _mv_dir(action: Action, disks: Disks, src, dst) -> None:
+    if src.path == dst.path or is_frontend(dst.host):
+        return                                  # one GFS2: the directory is already there
+    host = disks.worker(dst.host)
+    action.cluster.run_steps(host, [["sh", "-c", 'if [ -e "$1" ] && [ ! -e "$2" ]; then '
+                                     'mkdir -p "$(dirname "$2")" && mv "$1" "$2"; fi',
+                                     "sh", src.path, dst.path]])
+
+
+def delete(action: Action, argv: list[str]) -> None:
+    path_arg, vm_arg, ds_arg = _args(argv, 3, "delete host:path VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    ds_id = _int(ds_arg, "datastore id")
+    target = parse_host_path(path_arg)
+    disks = Disks(action)
+    host = disks.worker(target.host, bridges(action, ds_id))
+    if not posixpath.basename(target.path).startswith("disk."):
+        _delete_dir(action, disks, host, target.path)
+        return
+    disk_id = disk_id_from_path(target.path)
+    volume = linked_volume(disks, host, target.path)
+    if volume is None:
+        try:
+            volume = disk_volume(action, action.api.vm(action.vm_id), disk_id, ds_id)
+        except InvalidArgument:                 # the disk is gone from the template
+            volume = Volume(datastore_vg(action, ds_id), vm_disk_lv(action.vm_id, disk_id))
+    delete_disk(action, disks, host, target.path, disk_id, volume)
+
+
+def delete_disk(action: Action, disks: Disks, host: str, path: str, disk_id: int,
+                volume: Volume | None) -> None:
+    """The VM's own LV is zeroed (per policy) and removed; a persistent image is
+    only released; the symlink goes.  Missing pieces are fine (idempotent)."""
+    if volume is not None:
+        name = parse_lv_name(volume.lv)
+        if name.kind == "vm_disk" and (name.vm_id, name.disk_id) == (action.vm_id, disk_id):
+            _remove_vm_disk(action, disks, host, volume)
+        else:
+            _release(action, disks, host, volume, disk_id)
+    disks.unlink(host, path)
+
+
+def linked_disks(disks: Disks, host: str, directory: str) -> list[tuple[int, str, Volume | None]]:
+    """(disk id, link path, LV or None) for each disk.N symlink in a VM dir on GFS2."""
+    result = disks.cluster.remote(host).run(
+        ["find", directory, "-maxdepth", "1", "-name", "disk.*", "-type", "l",
+         "-printf", "%f %l\\n"], check=False)
+    found = []
+    for line in result.stdout.splitlines():
+        name, _, target = line.partition(" ")
+        try:
+            disk_id = disk_id_from_path(name)
+        except InvalidArgument:
+            continue
+        volume = None
+        if target.startswith("/dev/"):
+            try:
+                volume = volume_of(target)
+            except InvalidArgument:
+                volume = None
+        found.append((disk_id, posixpath.join(directory, name), volume))
+    return sorted(found)
+
+
+def _remove_vm_disk(action: Action, disks: Disks, host: str, volume: Volume) -> None:
+    """Zero (per policy) and remove a VM's own disk LV and its snapshots."""
+    lv = disks.lv(host, volume)
+    if lv is None:
+        action.log(f"{volume} already gone")
+        return
+    where = next((u.host for u in disks.uses(lv) if not is_frontend(u.host)), host)
+    if where != host:
+        disks.deactivate(where, volume, tolerate_unreachable=True)
+    if action.config.zero_on_delete:
+        disks.activate_and_link(host, volume, "exclusive")
+        action.cluster.run_steps(host, [disks.zero_command(volume.device)])
+        action.log(f"zeroed {volume}")
+    for snapshot in _snapshots(disks, host, volume):
+        disks.remove(host, snapshot)
+    disks.remove(host, volume)
+
+
+def _snapshots(disks: Disks, host: str, volume: Volume) -> list[Volume]:
+    """Snapshot LVs of a disk/image LV, by exact name relation (never a prefix match)."""
+    base = parse_lv_name(volume.lv)
+    found = []
+    for lv in disks.cluster.lvm(host).lvs(volume.vg):
+        try:
+            name = parse_lv_name(lv.name)
+        except InvalidArgument:
+            continue
+        if name.parent == base:
+            found.append(Volume(volume.vg, lv.name))
+    return found
+
+
+def _release(action: Action, disks: Disks, host: str, volume: Volume, disk_id: int) -> None:
+    """A persistent image used by this VM: deactivate and drop the use tag, keep data."""
+    lv = disks.lv(host, volume)
+    if lv is None:
+        return
+    mine = [u for u in disks.uses(lv) if (u.vm_id, u.disk_id) == (action.vm_id, disk_id)]
+    for use in mine:
+        if not is_frontend(use.host):
+            disks.deactivate(use.host, volume, tolerate_unreachable=True)
+    disks.set_use(host, volume, None, action.vm_id, disk_id)
+    action.log(f"released {volume} (persistent image kept)")
+
+
+def _delete_dir(action: Action, disks: Disks, host: str, path: str) -> None:
+    remaining = []
+    for vg in action.config.volume_groups:
+        for lv in action.cluster.lvm(host).lvs(vg):
+            try:
+                name = parse_lv_name(lv.name)
+            except InvalidArgument:
+                continue
+            if name.kind in ("vm_disk", "vm_snap") and name.vm_id == action.vm_id:
+                remaining.append(f"{vg}/{lv.name}")
+    if remaining:
+        raise DriverError(f"VM {action.vm_id} still has LVs ({', '.join(remaining)}): "
+                          f"not removing {path}; delete its disks first")
+    action.cluster.remote(host).run(["rm", "-rf", path])
+    action.log(f"removed {path}")
+
+
+# ----------------------------------------------------------------- persistent / saveas
+
+def mvds(action: Action, argv: list[str]) -> None:
+    disk_arg, source_arg, vm_arg, ds_arg = _args(argv, 4, "mvds host:dir/disk.N SOURCE VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    ds_id = _int(ds_arg, "datastore id")
+    disk = _disk_arg(disk_arg)
+    source = _source(source_arg)
+    if not isinstance(source, LvSource):
+        raise InvalidArgument(f"mvds: SOURCE must be an image LV, got {source_arg!r}")
+    volume = Volume(action.config.check_vg(source.vg), source.lv)
+    disks = Disks(action)
+    host = disks.worker(disk.host, bridges(action, ds_id))
+    _release(action, disks, host, volume, disk.disk_id)
+    disks.unlink(host, disk.path)
+
+
+def cpds(action: Action, argv: list[str]) -> None:
+    disk_arg, source_arg, snap_arg, vm_arg, ds_arg = _args(
+        argv, 5, "cpds host:dir/disk.N SOURCE SNAPID VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    ds_id = _int(ds_arg, "datastore id")
+    snap_id = -1 if snap_arg == "-1" else _int(snap_arg, "snapshot id")
+    disk = _disk_arg(disk_arg)
+    target = _source(source_arg)
+    if not isinstance(target, LvSource):
+        raise InvalidArgument(f"cpds: SOURCE must be an image LV, got {source_arg!r}")
+    target = Volume(action.config.check_vg(target.vg), target.lv)
+    disks = Disks(action)
+    vm = action.api.vm(action.vm_id)
+    disk_ds = vm.disk(disk.disk_id).datastore_id
+    volume = disk_volume(action, vm, disk.disk_id, disk_ds if disk_ds is not None else ds_id)
+    if volume is None:
+        raise InvalidArgument(f"disk {disk.disk_id} of VM {vm.id} is not an LV")
+    if snap_id >= 0:
+        volume = Volume(volume.vg, parse_lv_name(volume.lv).snapshot(snap_id))
+    host = disks.worker(disk.host, bridges(action, ds_id))
+    source_lv, target_lv = disks.lv(host, volume), disks.lv(host, target)
+    if source_lv is None:
+        raise NotFound(f"{volume} does not exist")
+    if target_lv is None:
+        raise NotFound(f"target image LV {target} does not exist (allocate it with the "
+                       f"datastore's mkfs first)")
+    if target_lv.size_bytes < source_lv.size_bytes:
+        with action.cluster.locked(target.vg):
+            action.cluster.lvm(host).extend(target.vg, target.lv, source_lv.size_bytes)
+    _copy_into(action, disks, host, volume, "raw", target)
+    disks.deactivate(host, target)
+    action.log(f"saved {volume} into image {target}")
+
+
+# ----------------------------------------------------------------- live migration
+
+def premigrate(action: Action, argv: list[str]) -> None:
+    _migrate(action, argv, "premigrate")
+
+
+def postmigrate(action: Action, argv: list[str]) -> None:
+    _migrate(action, argv, "postmigrate")
+
+
+def failmigrate(action: Action, argv: list[str]) -> None:
+    _migrate(action, argv, "failmigrate")
+
+
+def _migrate(action: Action, argv: list[str], phase: str) -> None:
+    src, dst, sysdir, vm_arg, ds_arg, caller = _args(
+        argv, 5, f"{phase} SRCHOST DSTHOST SYSDIR VMID SYSDS [CALLING_TM]", optional=1)
+    action.vm_id = _int(vm_arg, "VM id")
+    sys_ds = _int(ds_arg, "datastore id")
+    from .xml import parse_vm_base64
+    vm = parse_vm_base64(action.stdin.decode("ascii", "replace"))
+    disks = Disks(action)
+    ours, others = [], set()
+    for disk in vm.disks:
+        tm = disk.tm_mad or SYSTEM_TM          # volatile disks belong to the system TM
+        if tm != SYSTEM_TM:
+            others.add(tm)
+            continue
+        ds = disk.datastore_id if disk.datastore_id is not None else sys_ds
+        volume = disk_volume(action, vm, disk.disk_id, ds)
+        if volume is not None:
+            ours.append((disk, volume))
+    mode = action.config.lock_mode
+    for disk, volume in ours:
+        readonly = disk.readonly
+        if phase == "premigrate":
+            if mode == "lvmlockd":
+                disks.activate_and_link(src, volume, "shared")     # ex -> sh on the source
+                action.undo.push(f"{volume} back to exclusive on {src}",
+                                 lambda v=volume: disks.activate_and_link(src, v, "exclusive"))
+            # clvmd: 'shared' is cluster-wide -ay, which stays (as the 2012 driver did)
+            disks.activate_and_link(dst, volume, "shared")
+            if mode != "clvmd":
+                action.undo.push(f"deactivate {volume} on {dst}",
+                                 lambda v=volume: disks.deactivate(dst, v))
+        elif phase == "postmigrate":
+            if mode != "clvmd":
+                disks.deactivate(src, volume, tolerate_unreachable=True)
+                disks.activate_and_link(dst, volume, "shared" if readonly else "exclusive")
+            disks.set_use(dst, volume, Use(vm.id, disk.disk_id, dst), vm.id, disk.disk_id,
+                          readonly=readonly)
+        else:                                   # failmigrate: the VM stays on src
+            if mode != "clvmd":
+                disks.deactivate(dst, volume, tolerate_unreachable=True)
+                disks.activate_and_link(src, volume, "shared" if readonly else "exclusive")
+        action.log(f"{phase}: {volume} handled ({src} -> {dst})")
+    if not caller:
+        _dispatch_other_tms(action, phase, sorted(others), [src, dst, sysdir, vm_arg, ds_arg])
+
+
+def _dispatch_other_tms(action: Action, phase: str, tms: list[str], args: list[str]) -> None:
+    """Disks of other drivers: call their TM like OpenNebula's migrate_other does,
+    naming ourselves as the caller so they do not dispatch back."""
+    import subprocess
+    remotes = os.environ.get("ONE_REMOTES_DIR", "/var/lib/one/remotes")
+    for tm in tms:
+        if not tm.replace("_", "").replace("-", "").isalnum():
+            raise InvalidArgument(f"invalid TM_MAD {tm!r} in the VM template")
+        script = os.path.join(remotes, "tm", tm, phase)
+        if not os.access(script, os.X_OK):
+            action.log(f"{tm} has no {phase}: nothing to do for its disks")
+            continue
+        proc = subprocess.run([script, *args, SYSTEM_TM], input=action.stdin,
+                              capture_output=True)
+        if proc.returncode != 0:
+            raise DriverError(f"{tm}/{phase} failed: "
+                              f"{proc.stderr.decode('utf-8', 'replace').strip()}")
+        action.log(f"{tm}/{phase} done")
+
+
+# ----------------------------------------------------------------- resize / snapshots
+
+def resize(action: Action, argv: list[str]) -> None:
+    disk_arg, size_arg, vm_arg, ds_arg = _args(argv, 4, "resize host:dir/disk.N SIZE VMID DSID")
+    action.vm_id = _int(vm_arg, "VM id")
+    ds_id = _int(ds_arg, "datastore id")
+    disk = _disk_arg(disk_arg)
+    size = _int(size_arg, "size") * MiB
+    disks = Disks(action)
+    volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
+    if volume is None:
+        raise InvalidArgument("this disk is not an LV: nothing to resize")
+    host = disks.worker(disk.host, bridges(action, ds_id))
+    lv = disks.lv(host, volume)
+    if lv is None:
+        raise NotFound(f"{volume} does not exist")
+    if lv.size_bytes >= size:
+        action.log(f"{volume} is already {lv.size_bytes // MiB} MB")
+        return
+    elsewhere = [u.host for u in disks.uses(lv) if u.host != host and not is_frontend(u.host)]
+    if elsewhere:
+        raise LockContention(f"{volume} is in use on {elsewhere[0]}: resize it there "
+                             f"(lvmlockd cannot extend an LV active on another host)")
+    with action.cluster.locked(volume.vg):
+        action.cluster.lvm(host).extend(volume.vg, volume.lv, size)
+    if action.config.zero_on_create:
+        disks.activate_and_link(host, volume, "exclusive")
+        new_size = disks.device_size(host, volume.device)
+        action.cluster.run_steps(host, [disks.zero_command(
+            volume.device, lv.size_bytes, new_size - lv.size_bytes)])
+    action.log(f"{volume} grown from {lv.size_bytes // MiB} to {size // MiB} MB")
+
+
+def _snapshot_args(action: Action, argv: list[str], usage: str):
+    disk_arg, snap_arg, vm_arg, ds_arg = _args(argv, 4, usage)
+    action.vm_id = _int(vm_arg, "VM id")
+    ds_id = _int(ds_arg, "datastore id")
+    disk = _disk_arg(disk_arg)
+    disks = Disks(action)
+    volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
+    if volume is None:
+        raise InvalidArgument("this disk is not an LV: no snapshots")
+    snapshot = Volume(volume.vg, parse_lv_name(volume.lv).snapshot(_int(snap_arg, "snapshot id")))
+    return disks, disks.worker(disk.host, bridges(action, ds_id)), volume, snapshot
+
+
+def snap_create(action: Action, argv: list[str]) -> None:
+    disks, host, volume, snapshot = _snapshot_args(
+        action, argv, "snap_create host:dir/disk.N SNAPID VMID DSID")
+    existing = disks.lv(host, snapshot)
+    if existing is not None and INCOMPLETE_TAG not in existing.tags:
+        action.log(f"{snapshot} already exists")
+        return
+    if existing is not None:
+        disks.remove(host, snapshot)
+    source = disks.lv(host, volume)
+    if source is None:
+        raise NotFound(f"{volume} does not exist")
+    disks.create(host, snapshot, source.size_bytes, [INCOMPLETE_TAG])
+    _copy_into(action, disks, host, volume, "raw", snapshot)
+    disks.deactivate(host, snapshot)
+    disks.retag(host, snapshot, drop=[INCOMPLETE_TAG])
+    action.log(f"snapshot {snapshot} of {volume} taken")
+
+
+def snap_delete(action: Action, argv: list[str]) -> None:
+    disks, host, _, snapshot = _snapshot_args(
+        action, argv, "snap_delete host:dir/disk.N SNAPID VMID DSID")
+    disks.remove(host, snapshot)
+
+
+def snap_revert(action: Action, argv: list[str]) -> None:
+    disks, host, volume, snapshot = _snapshot_args(
+        action, argv, "snap_revert host:dir/disk.N SNAPID VMID DSID")
+    snap_lv = disks.lv(host, snapshot)
+    if snap_lv is None or INCOMPLETE_TAG in snap_lv.tags:
+        raise NotFound(f"snapshot {snapshot} does not exist")
+    # every byte is overwritten: the disk is not known to be zero
+    steps = [action.cluster.helper("activate", snapshot.vg, snapshot.lv, _read_flag(action, host)),
+             action.cluster.helper("activate", volume.vg, volume.lv,
+                                   action.cluster.lvm(host).policy.flag("exclusive")),
+             disks.copy_command(snapshot.device, volume.device, "raw", target_is_zero=False),
+             action.cluster.helper("activate", snapshot.vg, snapshot.lv, "n")]
+    action.cluster.run_steps(host, steps)
+    action.log(f"{volume} reverted to {snapshot}")
+
+
+# ----------------------------------------------------------------- monitor
+
+def monitor(action: Action, argv: list[str]) -> None:
+    (ds_arg,) = _args(argv, 1, "monitor DSID")
+    ds_id = _int(ds_arg, "datastore id")
+    from .xml import parse_driver_action
+    data = parse_driver_action(action.stdin.decode("ascii", "replace")) if action.stdin else None
+    ds = data.datastore if data is not None and data.datastore is not None else \
+        action.api.datastore(ds_id)
+    vg = action.config.check_vg(ds.vg_name or action.config.default_vg)
+    timeout = min(30.0, action.config.ssh.command_timeout)
+    group = action.cluster.on_bridge(lambda h: action.cluster.lvm(h, timeout).vgs(vg),
+                                     ds.bridge_list)
+    total, free = group.size_bytes // MiB, group.free_bytes // MiB
+    print(f"USED_MB={total - free}\nFREE_MB={free}\nTOTAL_MB={total}")
+
+
+# ----------------------------------------------------------------- entry point
+
+ACTIONS = {
+    "clone": clone, "ln": ln, "mkimage": mkimage, "mkswap": mkswap, "context": context,
+    "mv": mv, "mvds": mvds, "cpds": cpds, "delete": delete, "premigrate": premigrate,
+    "postmigrate": postmigrate, "failmigrate": failmigrate, "resize": resize,
+    "snap_create": snap_create, "snap_delete": snap_delete, "snap_revert": snap_revert,
+    "monitor": monitor,
+}
+_READS_STDIN = {"premigrate", "postmigrate", "failmigrate", "monitor"}
+
+
+def main(name: str, argv: list[str]) -> int:
+    function = ACTIONS.get(name)
+    if function is None:
+        import sys
+        sys.stderr.write(f"gfs2clvm: unknown TM action {name!r}\n")
+        return 2
+    stdin = runtime.read_stdin().strip() if name in _READS_STDIN else None
+    return runtime.run(name, function, argv, stdin=stdin)

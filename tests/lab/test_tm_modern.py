@@ -1,0 +1,160 @@
+"""TM actions (modern layout) against the lab, driven as OpenNebula drives them.
+
+Each test asserts what is true on the workers: LV existence, activation per
+node, the disk.N symlink on GFS2, and the bytes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
+from lab.vmlab import VG
+from one_gfs2clvm.errors import LockContention
+from one_gfs2clvm.names import lv_device_path
+
+IMAGE_DATA = pattern(1, 8 * MiB)
+
+
+@pytest.fixture(scope="module")
+def fe(lab, tmp_path_factory):
+    frontend = FrontEnd(lab, tmp_path_factory.mktemp("frontend"))
+    frontend.make_image_lv(500, 32, IMAGE_DATA)
+    frontend.image(500, size=32)
+    yield frontend
+    frontend.close()
+
+
+@pytest.fixture
+def vm_ids(fe):
+    """VM ids a test uses; their LVs and dirs are removed afterwards."""
+    used = []
+    yield used
+    for vm_id in used:
+        fe.cleanup_vm(vm_id)
+
+
+def deploy(fe: FrontEnd, vm_id: int, host: str, volatile: bool = True, context: bool = False):
+    """The prolog of a VM with disk 0 = clone of image 500 (+ disk 1 volatile ext4)."""
+    disks = [{"image_id": 500, "size": 64}]
+    if volatile:
+        disks.append({"type": "fs", "fs": "ext4", "size": 16})
+    fe.vm(vm_id, disks, host=host)
+    fe.tm("clone", f"{FE}:{VG}/lv-oneimg-500", f"{host}:{fe.disk_path(vm_id, 0)}", vm_id, IMAGE_DS)
+    if volatile:
+        fe.tm("mkimage", 16, "raw", f"{host}:{fe.disk_path(vm_id, 1)}", vm_id, SYSTEM_DS)
+
+
+def test_instantiate_and_terminate(fe, vm_ids, lab):
+    vm_ids.append(7301)
+    node = lab.node_names[0]
+    deploy(fe, 7301, node)
+    disk0, disk1 = "lv-one-7301-0", "lv-one-7301-1"
+    assert fe.active_on(disk0) == [node] and fe.active_on(disk1) == [node]
+    assert fe.link(fe.disk_path(7301, 0)) == lv_device_path(VG, disk0)
+    assert fe.lv(disk0).size_bytes == 64 * MiB              # max(image 32, DISK SIZE 64)
+    assert fe.lv(disk0).tags == (f"one-use=7301:0:{node}",)
+    assert fe.sha(node, disk0, len(IMAGE_DATA)) == digest(IMAGE_DATA)
+    fs_type = fe.cluster.remote(node).run(["/sbin/blkid", "-o", "value", "-s", "TYPE",
+                                           lv_device_path(VG, disk1)], check=False)
+    assert fs_type.stdout.strip() == "ext4"
+    # the image itself is untouched and released again
+    assert fe.active_on("lv-oneimg-500") == []
+
+    # terminate: epilog deletes each disk, then the VM dir
+    for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS)):
+        fe.tm("delete", f"{node}:{fe.disk_path(7301, disk_id)}", 7301, ds)
+    fe.tm("delete", f"{node}:{fe.sysdir(7301)}", 7301, SYSTEM_DS)
+    assert fe.lv(disk0) is None and fe.lv(disk1) is None
+    assert not fe.exists(fe.sysdir(7301))
+    # idempotent: the same epilog again succeeds and changes nothing
+    fe.tm("delete", f"{node}:{fe.disk_path(7301, 0)}", 7301, IMAGE_DS)
+    fe.tm("delete", f"{node}:{fe.sysdir(7301)}", 7301, SYSTEM_DS)
+
+
+def test_clone_rerun_is_idempotent(fe, vm_ids, lab):
+    vm_ids.append(7302)
+    node = lab.node_names[1]
+    deploy(fe, 7302, node, volatile=False)
+    fe.write(node, "lv-one-7302-0", pattern(2, MiB))          # the VM wrote something
+    fe.tm("clone", f"{FE}:{VG}/lv-oneimg-500", f"{node}:{fe.disk_path(7302, 0)}", 7302, IMAGE_DS)
+    assert fe.sha(node, "lv-one-7302-0", MiB) == digest(pattern(2, MiB))   # not re-copied
+    assert fe.active_on("lv-one-7302-0") == [node]
+
+
+def test_deleting_vm_1_leaves_vms_10_and_100(fe, vm_ids, lab):
+    node = lab.node_names[0]
+    for vm_id in (1, 10, 100):
+        vm_ids.append(vm_id)
+        deploy(fe, vm_id, node, volatile=False)
+        fe.write(node, f"lv-one-{vm_id}-0", pattern(vm_id, MiB))
+    fe.tm("delete", f"{node}:{fe.disk_path(1, 0)}", 1, IMAGE_DS)
+    fe.tm("delete", f"{node}:{fe.sysdir(1)}", 1, SYSTEM_DS)
+    assert fe.lv("lv-one-1-0") is None
+    for vm_id in (10, 100):
+        assert fe.active_on(f"lv-one-{vm_id}-0") == [node]
+        assert fe.sha(node, f"lv-one-{vm_id}-0", MiB) == digest(pattern(vm_id, MiB))
+        assert fe.link(fe.disk_path(vm_id, 0)) == lv_device_path(VG, f"lv-one-{vm_id}-0")
+
+
+def test_live_migration_hand_over(fe, vm_ids, lab):
+    vm_ids.append(7303)
+    src, dst = lab.node_names[0], lab.node_names[1]
+    deploy(fe, 7303, src)
+    stdin = fe.vm_xml_b64(7303)
+    args = (src, dst, fe.sysdir(7303), 7303, SYSTEM_DS)
+    fe.tm("premigrate", *args, stdin=stdin)
+    assert sorted(fe.active_on("lv-one-7303-0")) == sorted([src, dst])   # shared during copy
+    fe.write(dst, "lv-one-7303-0", pattern(3, MiB))          # the destination takes over
+    fe.tm("postmigrate", *args, stdin=stdin)
+    for lv in ("lv-one-7303-0", "lv-one-7303-1"):
+        assert fe.active_on(lv) == [dst]
+        assert fe.lv(lv).tags == (f"one-use=7303:{lv[-1]}:{dst}",)
+    with pytest.raises(LockContention):                      # the source can no longer take it
+        fe.cluster.lvm(src).activate(VG, "lv-one-7303-0", "exclusive")
+    assert fe.sha(dst, "lv-one-7303-0", MiB) == digest(pattern(3, MiB))
+
+
+def test_failed_live_migration_restores_the_source(fe, vm_ids, lab):
+    vm_ids.append(7304)
+    src, dst = lab.node_names[0], lab.node_names[-1]
+    deploy(fe, 7304, src)
+    stdin = fe.vm_xml_b64(7304)
+    args = (src, dst, fe.sysdir(7304), 7304, SYSTEM_DS)
+    fe.tm("premigrate", *args, stdin=stdin)
+    fe.tm("failmigrate", *args, stdin=stdin)
+    for lv in ("lv-one-7304-0", "lv-one-7304-1"):
+        assert fe.active_on(lv) == [src]
+    with pytest.raises(LockContention):                      # exclusive on the source again
+        fe.cluster.lvm(dst).activate(VG, "lv-one-7304-0", "shared")
+
+
+def test_stop_and_resume_elsewhere(fe, vm_ids, lab):
+    vm_ids.append(7305)
+    first, later = lab.node_names[0], lab.node_names[-1]
+    deploy(fe, 7305, first)
+    fe.write(first, "lv-one-7305-0", pattern(5, MiB))
+    # stop: per disk MV host -> front-end, then the directory
+    for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS)):
+        fe.tm("mv", f"{first}:{fe.disk_path(7305, disk_id)}", f"{FE}:{fe.disk_path(7305, disk_id)}",
+              7305, ds)
+    fe.tm("mv", f"{first}:{fe.sysdir(7305)}", f"{FE}:{fe.sysdir(7305)}", 7305, SYSTEM_DS)
+    assert fe.active_on("lv-one-7305-0") == [] and fe.lv("lv-one-7305-0").tags == ()
+    # resume on another host
+    for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS)):
+        fe.tm("mv", f"{FE}:{fe.disk_path(7305, disk_id)}", f"{later}:{fe.disk_path(7305, disk_id)}",
+              7305, ds)
+    fe.tm("mv", f"{FE}:{fe.sysdir(7305)}", f"{later}:{fe.sysdir(7305)}", 7305, SYSTEM_DS)
+    assert fe.active_on("lv-one-7305-0") == [later]
+    assert fe.lv("lv-one-7305-0").tags == (f"one-use=7305:0:{later}",)
+    assert fe.sha(later, "lv-one-7305-0", MiB) == digest(pattern(5, MiB))
+
+
+def test_cold_migration(fe, vm_ids, lab):
+    vm_ids.append(7306)
+    src, dst = lab.node_names[1], lab.node_names[2 % len(lab.node_names)]
+    deploy(fe, 7306, src, volatile=False)
+    fe.tm("mv", f"{src}:{fe.disk_path(7306, 0)}", f"{dst}:{fe.disk_path(7306, 0)}", 7306, IMAGE_DS)
+    fe.tm("mv", f"{src}:{fe.sysdir(7306)}", f"{dst}:{fe.sysdir(7306)}", 7306, SYSTEM_DS)
+    assert fe.active_on("lv-one-7306-0") == [dst]
+    assert fe.sha(dst, "lv-one-7306-0", len(IMAGE_DATA)) == digest(IMAGE_DATA)
