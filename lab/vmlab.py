@@ -186,7 +186,7 @@ class Lab:
     # -- state file: lets a later process (or pytest run) reuse a running lab
     def save_state(self) -> None:
         state = {"nodes": self.nodes, "lock": self.lock, "image": str(self.image),
-                 "hub_pid": self.hub_pid, "ready": True,
+                 "hub_pid": self.hub_pid, "ready": True, "provisioned": self.provision_key(),
                  "members": [{"index": n.index, "ssh_port": n.ssh_port, "pid": n.pid}
                              for n in self.members]}
         (self.run / "state.json").write_text(json.dumps(state, indent=1))
@@ -446,23 +446,52 @@ class Lab:
                 raise RuntimeError(f"{node}: {what} not reached in {timeout:.0f} s")
             time.sleep(0.5)
 
+    def _stage_node_files(self) -> Path:
+        """The worker-side files exactly as the project's installer lays them out
+        (`one-gfs2clvm install --role node`), with the lab's node config."""
+        staging = self.run / "node-root"
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "one_gfs2clvm.cli", "install", "--root",
+                        str(staging), "--role", "node", "--layout", "all"],
+                       check=True, capture_output=True, cwd=PROJECT)
+        (staging / "etc/one/gfs2clvm.conf").write_text(self.render_node_conf())
+        for leftover in staging.rglob("*.new"):
+            leftover.unlink()
+        return staging
+
+    def provision_key(self) -> str:
+        staging = self._stage_node_files()
+        digest = hashlib.sha256()
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(staging)} {path.stat().st_mode:o}\0".encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
+    def ensure_provisioned(self) -> None:
+        """A reused lab gets the checkout's worker files if they changed since."""
+        state = json.loads((self.run / "state.json").read_text())
+        if state.get("provisioned") != self.provision_key():
+            log("worker-side driver files changed: installing them again")
+            self._provision_driver()
+            self.save_state()
+
     def _provision_driver(self) -> None:
-        """Install the project's worker-side files exactly as an admin would."""
-        files = [
-            (PROJECT / "one_gfs2clvm" / "nodehelper.py", HELPER_PATH, "0755"),
-            (PROJECT / "etc-sudoers-d" / "one-gfs2clvm", "/etc/sudoers.d/one-gfs2clvm", "0440"),
-        ]
-        files += [(rule, f"/etc/udev/rules.d/{rule.name}", "0644")
-                  for rule in sorted((PROJECT / "etc-udev-rules-d").glob("*.rules"))]
-        node_conf = self.render_node_conf().encode()
+        """Copy the installer's node tree to every worker (root-owned), then check it."""
+        import io
+        import tarfile
+        staging = self._stage_node_files()
+        payload = io.BytesIO()
+        with tarfile.open(fileobj=payload, mode="w") as tar:
+            def as_root(info):
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                return info
+            for top in sorted(staging.iterdir()):
+                tar.add(top, arcname=top.name, filter=as_root)
         for node in self.node_names:
-            for source, target, mode in files:
-                self.sh(node, 'mkdir -p "$(dirname "$1")" && cat > "$1.new" && '
-                              'chown root:root "$1.new" && chmod "$2" "$1.new" && mv "$1.new" "$1"',
-                        target, mode, stdin=source.read_bytes())
-            self.sh(node, 'mkdir -p /etc/one && cat > /etc/one/gfs2clvm.conf && '
-                          'chmod 0644 /etc/one/gfs2clvm.conf', stdin=node_conf)
-            self.sh(node, "visudo -cqf /etc/sudoers.d/one-gfs2clvm && udevadm control --reload")
+            self.sh(node, "tar -x -C / --no-overwrite-dir -f - && "
+                          "visudo -cqf /etc/sudoers.d/one-gfs2clvm && udevadm control --reload",
+                    stdin=payload.getvalue())
 
     def render_node_conf(self) -> str:
         return (f"# worker copy, written by lab/vmlab.py\n[storage]\nvolume_groups = {VG}\n"
@@ -480,6 +509,7 @@ def lab_session(nodes: int, lock: str, keep: bool = False):
     running = Lab.attach(nodes, lock)
     if running is not None:
         log(f"reusing the running lab in {running.run}")
+        running.ensure_provisioned()
         yield running
         return
     started = Lab(nodes=nodes, lock=lock).up()

@@ -30,7 +30,7 @@ from .nodehelper import (EXIT_REFUSED, LV_LOCKED_RE, NOT_FOUND_RE, TRANSIENT_LOC
 
 # Keys we rely on, exactly as nodehelper's LV_FIELDS / VG_FIELDS request them.
 _LV_KEYS = ("lv_name", "vg_name", "lv_uuid", "lv_size", "lv_attr", "lv_active",
-            "lv_active_locally", "lv_active_exclusively", "lv_tags", "segtype",
+            "lv_active_locally", "lv_active_exclusively", "lv_tags", "lv_layout",
             "origin", "lv_path", "lv_dm_path")
 _VG_KEYS = ("vg_name", "vg_uuid", "vg_size", "vg_free", "vg_extent_size", "vg_attr",
             "vg_lock_type", "vg_shared", "lv_count", "vg_tags")
@@ -50,7 +50,7 @@ class LogicalVolume:
     active_locally: bool
     active_exclusively: bool
     tags: tuple[str, ...]
-    segtype: str
+    layout: str          # lv_layout: "linear", "thin,sparse", "raid,raid1", "cache", ...
     origin: str
     path: str
     dm_path: str
@@ -71,15 +71,15 @@ class LogicalVolume:
 
     @property
     def is_thin(self) -> bool:
-        return self.segtype.startswith("thin") or self.volume_type in ("V", "t", "T")
+        return "thin" in self.layout.split(",") or self.volume_type in ("V", "t", "T")
 
     @property
     def is_cache(self) -> bool:
-        return self.segtype in ("cache", "cache-pool", "writecache") or self.volume_type == "C"
+        return bool({"cache", "writecache"} & set(self.layout.split(","))) or self.volume_type == "C"
 
     @property
     def is_raid(self) -> bool:
-        return (self.segtype.startswith("raid") or self.segtype == "mirror"
+        return (bool({"raid", "mirror"} & set(self.layout.split(",")))
                 or self.volume_type in ("r", "R", "m", "M"))
 
 
@@ -139,17 +139,27 @@ def _tags(value: str) -> tuple[str, ...]:
 
 
 def parse_lvs_json(text: str) -> list[LogicalVolume]:
-    """`lvs --reportformat json --units b --nosuffix -o <LV_FIELDS>` -> LVs."""
-    return [
+    """`lvs --reportformat json --units b --nosuffix -o <LV_FIELDS>` -> LVs.
+
+    One row per LV is required: a repeated LV means a segment field crept into
+    the report, and every caller would then see that LV twice."""
+    volumes = [
         LogicalVolume(
             name=row["lv_name"], vg=row["vg_name"], uuid=row["lv_uuid"],
             size_bytes=_int(row, "lv_size", "lvs"), attr=row["lv_attr"],
             active=_flag(row["lv_active"]), active_locally=_flag(row["lv_active_locally"]),
             active_exclusively=_flag(row["lv_active_exclusively"]),
-            tags=_tags(row["lv_tags"]), segtype=row["segtype"], origin=row["origin"],
+            tags=_tags(row["lv_tags"]), layout=row["lv_layout"], origin=row["origin"],
             path=row["lv_path"], dm_path=row["lv_dm_path"])
         for row in _report_rows(text, "lv", _LV_KEYS, "lvs")
     ]
+    seen: set[tuple[str, str]] = set()
+    for lv in volumes:
+        if (lv.vg, lv.name) in seen:
+            raise LvmError(f"cannot parse lvs output: {lv.vg}/{lv.name} reported twice "
+                           f"(one row per segment?)")
+        seen.add((lv.vg, lv.name))
+    return volumes
 
 
 def parse_vgs_json(text: str) -> list[VolumeGroup]:

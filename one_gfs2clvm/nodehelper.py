@@ -65,7 +65,9 @@ ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n")
 
 REPORT_OPTIONS = ["--reportformat", "json", "--units", "b", "--nosuffix"]
 LV_FIELDS = ("lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_active,lv_active_locally,"
-             "lv_active_exclusively,lv_tags,segtype,origin,lv_path,lv_dm_path,lv_lock_args")
+             "lv_active_exclusively,lv_tags,lv_layout,origin,lv_path,lv_dm_path,lv_lock_args")
+# LV-level fields only: a segment field (segtype, seg_*) makes lvs print one
+# row per segment, so an extended LV would show up twice.
 VG_FIELDS = ("vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_attr,vg_lock_type,"
              "vg_shared,lv_count,vg_tags")
 

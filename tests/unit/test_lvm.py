@@ -42,7 +42,7 @@ def test_parse_lvs_lvmlockd():
     assert lvs[1] == LogicalVolume(
         name="lv-one-12-0", vg="vg_one", uuid="c0S8fE-1mQx-Tz4a-7bUw-Hn2K-pD5r-V9eLgo",
         size_bytes=8589934592, attr="-wi-ao----", active=True, active_locally=True,
-        active_exclusively=True, tags=("one:ds=100", "one:vm=12"), segtype="linear",
+        active_exclusively=True, tags=("one:ds=100", "one:vm=12"), layout="linear",
         origin="", path="/dev/vg_one/lv-one-12-0",
         dm_path="/dev/mapper/vg_one-lv--one--12--0")
     # gfs2 is active shared: active here, not exclusively
@@ -157,7 +157,7 @@ lv_strategy = st.builds(
         lambda c: c + "wi-a-----"),
     active=st.booleans(), active_locally=st.booleans(), active_exclusively=st.booleans(),
     tags=st.lists(st.from_regex(r"\A[A-Za-z0-9_+.:=-]{1,12}\Z"), max_size=3).map(tuple),
-    segtype=st.sampled_from(["linear", "striped", "thin", "raid1", "cache"]),
+    layout=st.sampled_from(["linear", "striped", "thin,sparse", "raid,raid1", "cache"]),
     origin=st.sampled_from(["", "lv-oneimg-1"]), path=st.text(max_size=20),
     dm_path=st.text(max_size=20))
 
@@ -169,11 +169,11 @@ def _render(lv: LogicalVolume) -> dict:
             "lv_active": "active" if lv.active else "",
             "lv_active_locally": "active locally" if lv.active_locally else "",
             "lv_active_exclusively": "active exclusively" if lv.active_exclusively else "",
-            "lv_tags": ",".join(lv.tags), "segtype": lv.segtype, "origin": lv.origin,
+            "lv_tags": ",".join(lv.tags), "lv_layout": lv.layout, "origin": lv.origin,
             "lv_path": lv.path, "lv_dm_path": lv.dm_path, "lv_lock_args": ""}
 
 
-@given(st.lists(lv_strategy, max_size=5))
+@given(st.lists(lv_strategy, max_size=5, unique_by=lambda lv: lv.name))
 def test_lvs_round_trip(lvs):
     assert parse_lvs_json(_lvs_doc(*map(_render, lvs))) == lvs
 
@@ -459,3 +459,17 @@ def test_client_validates_before_running(call, error):
 def test_client_rejects_bad_host():
     with pytest.raises(InvalidArgument, match="^invalid host name '-oProxyCommand=x'$"):
         LvmClient(CONFIG, FakeRunner(), "-oProxyCommand=x")
+
+
+def test_an_lv_reported_twice_is_refused():
+    """A segment field in the report gives one row per segment: never accept that."""
+    row = {key: "" for key in _LV_KEYS_FOR_TEST}
+    row.update(lv_name="lv-one-1-0", vg_name="vg_one", lv_size="8388608", lv_attr="-wi-------")
+    text = json.dumps({"report": [{"lv": [row, dict(row)]}]})
+    with pytest.raises(LvmError, match="reported twice"):
+        parse_lvs_json(text)
+
+
+_LV_KEYS_FOR_TEST = ("lv_name", "vg_name", "lv_uuid", "lv_size", "lv_attr", "lv_active",
+                     "lv_active_locally", "lv_active_exclusively", "lv_tags", "lv_layout",
+                     "origin", "lv_path", "lv_dm_path")
