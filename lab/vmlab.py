@@ -399,45 +399,89 @@ class Lab:
         return remote.run(["sh", "-c", script, "sh", *args], stdin=stdin, check=check,
                           timeout=timeout)
 
-    def on_all(self, script: str, *args: str) -> list:
-        with ThreadPoolExecutor(len(self.members)) as pool:
-            return list(pool.map(lambda n: self.sh(n, script, *args), self.node_names))
+    def on_all(self, script: str, *args: str, nodes: list[str] | None = None) -> list:
+        """Run one of the lab's snippets on several nodes (default: all) in parallel."""
+        nodes = nodes or self.node_names
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            return list(pool.map(lambda n: self.sh(n, script, *args), nodes))
 
     def _cluster_up(self) -> None:
-        first = self.node_names[0]
-        modules = "dm_mod" + (" dlm gfs2" if self.gfs2 else "")
-        self.on_all(f"modprobe -a {modules}")
-        if self.lock == "dlm":
-            self.on_all("systemctl start corosync")
-            self._wait(first, "corosync-quorumtool -s | grep -q 'Quorate:.*Yes'", 90, "quorum")
-            self.on_all("systemctl start dlm lvmlockd")
-        elif self.lock == "sanlock":
-            # --gl-type sanlock: the first sanlock VG must also host the global
-            # lock, and the stock unit has no way to pass that option
-            self.on_all("systemctl start wdmd sanlock && systemd-run --quiet "
-                        "--unit=lvmlockd-sanlock /sbin/lvmlockd --foreground --gl-type sanlock")
-        if self.lock != "none":
-            for node in self.node_names:
-                self._wait(node, "lvmlockctl --info >/dev/null 2>&1", 60, "lvmlockd running")
+        first, everyone = self.node_names[0], self.node_names
+        self._start_daemons(everyone)
         shared_flags = {"dlm": "--shared --lock-type dlm", "sanlock": "--shared --lock-type sanlock",
                         "none": ""}[self.lock]
         # no separate pvcreate: it needs the global lock, which for sanlock
         # only exists once the first shared VG does
         self.sh(first, f"vgcreate -q {shared_flags} --metadatasize 32m {VG} /dev/vdb")
-        if self.lock != "none":
-            self.on_all(f"vgchange -q --lock-start {VG}")
-            # sanlock lock-start returns before the lockspace is joined
-            for node in self.node_names:
-                self._wait(node, f"lvmlockctl -i | grep -q 'VG {VG}'", 240, "lock-start")
+        self._lock_start(everyone)
         if self.gfs2:
             self.sh(first, f"lvcreate -q -an -L 1G -n {GFS2_LV} {VG}")
             self.on_all(f"lvchange -asy {VG}/{GFS2_LV}")
             self.sh(first, f"mkfs.gfs2 -q -O -p lock_dlm -t lab:one -j {self.nodes} -J 16 "
                            f"/dev/{VG}/{GFS2_LV}")
-            self.on_all(f"mkdir -p {GFS2_MOUNT} && mount -t gfs2 -o noatime /dev/{VG}/{GFS2_LV} {GFS2_MOUNT}")
-            self.sh(first, f"chown oneadmin:oneadmin {GFS2_MOUNT}")
+        self._mount(everyone)
+        self.sh(first, f"chown oneadmin:oneadmin {GFS2_MOUNT}")
+
+    # The per-node steps, shared by the first start and by restart_node().
+    def _start_daemons(self, nodes: list[str]) -> None:
+        self.on_all(nodes=nodes, script="modprobe -a dm_mod" + (" dlm gfs2" if self.gfs2 else ""))
+        if self.lock == "dlm":
+            self.on_all(nodes=nodes, script="systemctl start corosync")
+            for node in nodes:
+                self._wait(node, "corosync-quorumtool -s | grep -q 'Quorate:.*Yes'", 90, "quorum")
+            self.on_all(nodes=nodes, script="systemctl start dlm lvmlockd")
+        elif self.lock == "sanlock":
+            # --gl-type sanlock: the first sanlock VG must also host the global
+            # lock, and the stock unit has no way to pass that option
+            self.on_all(nodes=nodes, script="systemctl start wdmd sanlock && systemd-run --quiet "
+                            "--unit=lvmlockd-sanlock /sbin/lvmlockd --foreground --gl-type sanlock")
+        if self.lock != "none":
+            for node in nodes:
+                self._wait(node, "lvmlockctl --info >/dev/null 2>&1", 60, "lvmlockd running")
+
+    def _lock_start(self, nodes: list[str]) -> None:
+        if self.lock == "none":
+            return
+        self.on_all(nodes=nodes, script=f"vgchange -q --lock-start {VG}")
+        # sanlock lock-start returns before the lockspace is joined
+        for node in nodes:
+            self._wait(node, f"lvmlockctl -i | grep -q 'VG {VG}'", 240, "lock-start")
+
+    def _mount(self, nodes: list[str]) -> None:
+        if self.gfs2:
+            self.on_all(nodes=nodes, script=f"lvchange -asy {VG}/{GFS2_LV} && mkdir -p {GFS2_MOUNT} && "
+                            f"mount -t gfs2 -o noatime /dev/{VG}/{GFS2_LV} {GFS2_MOUNT}")
         else:
-            self.on_all(f"mkdir -p {GFS2_MOUNT} && chown oneadmin:oneadmin {GFS2_MOUNT}")
+            self.on_all(nodes=nodes, script=f"mkdir -p {GFS2_MOUNT} && chown oneadmin:oneadmin {GFS2_MOUNT}")
+
+    def restart_node(self, name: str) -> None:
+        """Crash a node (its qemu killed, no clean shutdown) and boot it again:
+        the overlay disk keeps its state, it rejoins corosync/dlm/lvmlockd and
+        mounts GFS2 -- but no LV of ours is active, as after a real power cut."""
+        from one_gfs2clvm import remote
+        node = next(n for n in self.members if n.name == name)
+        kill_pid(node.pid, str(self.run), timeout=5)
+        remote.close_all()
+        survivor = next(n for n in self.node_names if n != name)
+        if self.lock == "dlm":   # the others notice the node is gone (no fencing here)
+            self._wait(survivor, f"! corosync-quorumtool -l | grep -qw {name}", 60,
+                       f"{name} leaving the membership")
+        subprocess.run(self._qemu_argv(node), check=True)
+        node.pid = int((self.run / f"{name}.pid").read_text())
+        self.save_state()
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                self.sh(name, "true", timeout=10)
+                break
+            except RemoteError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not come back") from None
+                remote.close_all()
+                time.sleep(1)
+        self._start_daemons([name])
+        self._lock_start([name])
+        self._mount([name])
 
     def _wait(self, node: str, check: str, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -21,7 +21,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.lab)
     # Labs of other shapes (module fixtures) first: each is stopped before the
     # session's main lab boots, so on 2 cores no two labs compete for CPU.
-    items.sort(key=lambda item: 0 if item.get_closest_marker("own_lab") else 1)
+    # Tests that crash a node of the session lab go last.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("own_lab")
+               else 2 if item.get_closest_marker("disruptive") else 1)
 
 
 @pytest.fixture(scope="session")
