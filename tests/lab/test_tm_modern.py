@@ -158,3 +158,80 @@ def test_cold_migration(fe, vm_ids, lab):
     fe.tm("mv", f"{src}:{fe.sysdir(7306)}", f"{dst}:{fe.sysdir(7306)}", 7306, SYSTEM_DS)
     assert fe.active_on("lv-one-7306-0") == [dst]
     assert fe.sha(dst, "lv-one-7306-0", len(IMAGE_DATA)) == digest(IMAGE_DATA)
+
+
+def test_resubmit_redeploys_a_fresh_copy(fe, vm_ids, lab):
+    """recover --recreate: the epilog deletes the disks, the prolog clones again."""
+    vm_ids.append(7307)
+    first, second = lab.node_names[0], lab.node_names[1]
+    deploy(fe, 7307, first, volatile=False)
+    fe.write(first, "lv-one-7307-0", pattern(7, MiB))
+    fe.tm("delete", f"{first}:{fe.disk_path(7307, 0)}", 7307, IMAGE_DS)
+    fe.tm("delete", f"{first}:{fe.sysdir(7307)}", 7307, SYSTEM_DS)
+    deploy(fe, 7307, second, volatile=False)
+    assert fe.active_on("lv-one-7307-0") == [second]
+    assert fe.sha(second, "lv-one-7307-0", len(IMAGE_DATA)) == digest(IMAGE_DATA)
+
+
+def test_reboot_and_suspend_need_no_storage_change(fe, vm_ids, lab):
+    """A VM reboot or suspend calls no TM action: the disk stays usable by qemu
+    (oneadmin) on its host, and the checkpoint goes to the VM dir on GFS2."""
+    vm_ids.append(7308)
+    node = lab.node_names[0]
+    deploy(fe, 7308, node, volatile=False)
+    remote = fe.cluster.remote(node)
+    remote.run(["dd", f"if={fe.disk_path(7308, 0)}", "of=/dev/null", "bs=1M", "count=1",
+                "iflag=direct", "status=none"])               # qemu reopening disk.0
+    remote.run(["sh", "-c", 'head -c 1048576 /dev/zero > "$1"', "sh",
+                f"{fe.sysdir(7308)}/checkpoint"])
+    assert fe.exists(f"{fe.sysdir(7308)}/checkpoint")
+    assert fe.active_on("lv-one-7308-0") == [node]
+
+
+def test_delete_of_a_stopped_vm_runs_on_a_bridge(fe, vm_ids, lab):
+    vm_ids.append(7309)
+    node = lab.node_names[1]
+    deploy(fe, 7309, node, volatile=False)
+    fe.tm("mv", f"{node}:{fe.disk_path(7309, 0)}", f"{FE}:{fe.disk_path(7309, 0)}", 7309, IMAGE_DS)
+    fe.tm("mv", f"{node}:{fe.sysdir(7309)}", f"{FE}:{fe.sysdir(7309)}", 7309, SYSTEM_DS)
+    # terminate while stopped: oned names the front-end as the host
+    fe.tm("delete", f"{FE}:{fe.disk_path(7309, 0)}", 7309, IMAGE_DS)
+    fe.tm("delete", f"{FE}:{fe.sysdir(7309)}", 7309, SYSTEM_DS)
+    assert fe.lv("lv-one-7309-0") is None and not fe.exists(fe.sysdir(7309))
+
+
+@pytest.fixture
+def fe_with_dead_host(lab, fe, tmp_path):
+    """The same front-end, plus a host `deadnode` whose sshd never answers."""
+    import socket
+    with socket.socket() as probe:              # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = lab.driver_conf.read_text().replace("[ssh.hosts]\n",
+                                               f"[ssh.hosts]\ndeadnode = 127.0.0.1:{port}\n")
+    conf = tmp_path / "driver.conf"
+    conf.write_text(text)
+    frontend = FrontEnd(lab, tmp_path, driver_conf=conf)
+    yield frontend
+    frontend.close()
+
+
+def test_cold_migration_from_a_dead_host(fe, fe_with_dead_host, vm_ids, lab):
+    vm_ids.append(7310)
+    dead = fe_with_dead_host
+    node, dst = lab.node_names[0], lab.node_names[1]
+    dead.vm(7310, [{"image_id": 500, "size": 64}], host="deadnode")
+    dead.tm("clone", f"{FE}:{VG}/lv-oneimg-500", f"{node}:{dead.disk_path(7310, 0)}", 7310,
+            IMAGE_DS)
+    move = (f"deadnode:{dead.disk_path(7310, 0)}", f"{dst}:{dead.disk_path(7310, 0)}", 7310,
+            IMAGE_DS)
+    # the lock is still held (the host is unreachable, not yet dead for dlm): clear error
+    failed = dead.tm("mv", *move, expect_ok=False)
+    assert "held by another host" in failed.failure_message
+    assert dead.active_on("lv-one-7310-0") == [node]
+    # the host really died and its lock went with it (here: released by hand)
+    dead.cluster.lvm(node).deactivate(VG, "lv-one-7310-0")
+    result = dead.tm("mv", *move)
+    assert "deadnode unreachable" in result.stderr
+    assert dead.active_on("lv-one-7310-0") == [dst]
+    assert dead.lv("lv-one-7310-0").tags == (f"one-use=7310:0:{dst}",)
