@@ -1,140 +1,146 @@
-"""The main job: boot the lab on first use and drive a volume through the driver.
+"""The main job: boot the lab on first use and drive a VM disk's whole life
+through the driver's installed TM actions, as OpenNebula would call them.
 
-From the host acting as OpenNebula front-end: create an LV in the shared VG,
-activate it exclusively on node A, write data there, hand it to node B
-(deactivate on A, activate on B), read the same bytes back, remove it.
-Every step goes through the driver's own code (config, SSH transport, node
-helper, LVM layer); each step and its time is printed.
+This host plays the front-end: the driver is installed with its own
+installer into a scratch root, oned is the test suite's schema-validated
+stand-in (tests/fakeoned.py; oned itself cannot run here), and every action
+runs through tests/oneclient.py exactly as one_tm.rb runs it.  After each
+step the workers are asked what is true (activation per node, bytes).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from lab.vmlab import VG, lab_session
-from one_gfs2clvm import config as config_mod
-from one_gfs2clvm.cluster import Cluster
-from one_gfs2clvm.errors import DriverError
-from one_gfs2clvm.names import lv_device_path, vm_disk_lv
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent / "tests" / "lab")]
 
-DEMO_VM, DEMO_DISK = 4242, 0
-SIZE = 256 << 20          # LV size
-DATA = 64 << 20           # bytes written and read back
+from lab.vmlab import VG, lab_session  # noqa: E402
+
+VM, IMAGE, SAVED = 4242, 4242, 4243
+MiB = 1 << 20
 
 
 class Steps:
     def __init__(self):
         self.rows: list[tuple[str, float, str]] = []
 
-    def run(self, title: str, action, note: str = ""):
+    def run(self, title: str, action, check=None):
         started = time.monotonic()
         print(f"-> {title} ...", flush=True)
         result = action()
         elapsed = time.monotonic() - started
-        self.rows.append((title, elapsed, note if not callable(note) else note(result)))
-        print(f"   done in {elapsed:.2f} s", flush=True)
+        note = check(result) if check else ""
+        self.rows.append((title, elapsed, note))
+        print(f"   {elapsed:.2f} s  {note}", flush=True)
         return result
 
     def table(self) -> str:
         width = max(len(title) for title, _, _ in self.rows)
-        lines = [f"{'step':<{width}}  {'seconds':>8}  note", "-" * (width + 30)]
+        lines = [f"{'step':<{width}}  {'seconds':>8}  verified on the workers",
+                 "-" * (width + 60)]
         lines += [f"{title:<{width}}  {secs:8.2f}  {note}" for title, secs, note in self.rows]
+        total = sum(secs for _, secs, _ in self.rows)
+        lines += ["-" * (width + 60), f"{'total':<{width}}  {total:8.2f}"]
         return "\n".join(lines)
 
 
 def main(keep: bool = False) -> int:
+    from frontend import FE, IMAGE_DS, SYSTEM_DS, FrontEnd, digest, pattern
     steps = Steps()
-    stack = contextlib.ExitStack()
     nodes = int(os.environ.get("LAB_NODES", "3"))
     lock = os.environ.get("LAB_LOCK", "dlm")
-    lab = steps.run(f"lab: reuse or boot ({nodes} nodes, lock {lock})",
-                    lambda: stack.enter_context(lab_session(nodes, lock, keep=keep)))
-    try:
-        config = config_mod.load(str(lab.driver_conf))
-        cluster = Cluster(config)
-        node_a, node_b = lab.node_names[-2], lab.node_names[-1]
-        lv = vm_disk_lv(DEMO_VM, DEMO_DISK)
-        device = lv_device_path(VG, lv)
-        payload = os.urandom(DATA)
-        digest = hashlib.sha256(payload).hexdigest()
+    with contextlib.ExitStack() as stack:
+        lab = steps.run(f"lab: reuse or boot ({nodes} nodes, lock {lock})",
+                        lambda: stack.enter_context(lab_session(nodes, lock, keep=keep)))
+        names = lab.node_names
+        a, b, c = names[0], names[1 % len(names)], names[2 % len(names)]
+        fe = FrontEnd(lab, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        stack.callback(fe.close)
+        image_data, vm_data = pattern(4242, 16 * MiB), pattern(4343, 8 * MiB)
+        disk0, disk1 = f"lv-one-{VM}-0", f"lv-one-{VM}-1"
 
-        def leftover_cleanup():
-            def clean(host):
-                client = cluster.lvm(host)
-                if client.lv(VG, lv) is None:
-                    return "nothing to clean"
-                for node in lab.node_names:
-                    cluster.lvm(node).deactivate(VG, lv)
-                with cluster.locked(VG):
-                    client.remove(VG, lv)
-                return "removed a leftover from an earlier run"
-            return cluster.on_bridge(clean)
+        def where(lv):
+            return lambda _: f"{lv} active on {fe.active_on(lv) or 'no node'}"
 
-        steps.run("clean up leftovers (idempotent start)", leftover_cleanup, lambda r: r)
+        steps.run("clean leftovers of an earlier run (idempotent start)",
+                  lambda: [fe.cleanup_vm(VM), fe.make_image_lv(IMAGE, 32, image_data),
+                           fe.make_image_lv(SAVED, 8)])
+        fe.image(IMAGE, size=32)
+        fe.vm(VM, [{"image_id": IMAGE, "size": 64}, {"type": "fs", "fs": "ext4", "size": 16}],
+              host=a)
+        context = Path(fe.workdir) / "context.sh"
+        context.write_text(f"HOSTNAME='vm-{VM}'\n")
 
-        def create():
-            def on(host):
-                with cluster.locked(VG):
-                    cluster.lvm(host).create(VG, lv, SIZE, tags=[f"one-vm={DEMO_VM}"])
-                return host
-            return cluster.on_bridge(on)
-        steps.run(f"create {VG}/{lv} ({SIZE >> 20} MiB, inactive)", create,
-                  lambda host: f"on bridge {host}")
-        steps.run(f"activate exclusively on {node_a}",
-                  lambda: cluster.lvm(node_a).activate(VG, lv, "exclusive"))
+        steps.run(f"deploy: clone image {IMAGE} -> disk.0 on {a}",
+                  lambda: fe.tm("clone", f"{FE}:{VG}/lv-oneimg-{IMAGE}",
+                                f"{a}:{fe.disk_path(VM, 0)}", VM, IMAGE_DS),
+                  lambda _: f"{where(disk0)(_)}; image bytes identical: "
+                            f"{fe.sha(a, disk0, len(image_data)) == digest(image_data)}")
+        steps.run(f"deploy: volatile ext4 disk.1 on {a}",
+                  lambda: fe.tm("mkimage", 16, "raw", f"{a}:{fe.disk_path(VM, 1)}", VM, SYSTEM_DS),
+                  where(disk1))
+        steps.run("deploy: context ISO disk.2 (file on GFS2)",
+                  lambda: fe.tm("context", str(context), f"{a}:{fe.disk_path(VM, 2)}", VM,
+                                SYSTEM_DS),
+                  lambda _: f"ISO present: {fe.exists(fe.disk_path(VM, 2))}")
+        steps.run(f"the VM writes 8 MiB on {a}", lambda: fe.write(a, disk0, vm_data))
 
-        def refused_on_b():
-            try:
-                cluster.lvm(node_b).activate(VG, lv, "exclusive")
-            except DriverError as exc:
-                return exc.one_line()
-            raise SystemExit(f"{node_b} could activate {lv} while {node_a} holds it")
-        if config.lock_mode == "lvmlockd":
-            steps.run(f"activation on {node_b} is refused while {node_a} holds it",
-                      refused_on_b, lambda msg: msg.split(": ", 1)[-1][:70])
+        migrate = (a, b, fe.sysdir(VM), VM, SYSTEM_DS)
+        stdin = fe.vm_xml_b64(VM)
+        steps.run(f"live migrate {a} -> {b}: premigrate",
+                  lambda: fe.tm("premigrate", *migrate, stdin=stdin),
+                  lambda _: f"{disk0} shared on {sorted(fe.active_on(disk0))}")
+        steps.run(f"live migrate {a} -> {b}: postmigrate",
+                  lambda: fe.tm("postmigrate", *migrate, stdin=stdin), where(disk0))
 
-        def write():
-            cluster.remote(node_a).run(
-                ["dd", f"of={device}", "bs=4M", "iflag=fullblock", "oflag=direct",
-                 "conv=fsync,nocreat", "status=none"], stdin=payload)
-        steps.run(f"write {DATA >> 20} MiB as oneadmin on {node_a} (no sudo)", write,
-                  f"sha256 {digest[:16]}…")
-        steps.run(f"deactivate on {node_a}", lambda: cluster.lvm(node_a).deactivate(VG, lv))
-        steps.run(f"activate exclusively on {node_b}",
-                  lambda: cluster.lvm(node_b).activate(VG, lv, "exclusive"))
+        def stop():
+            for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS)):
+                fe.tm("mv", f"{b}:{fe.disk_path(VM, disk_id)}", f"{FE}:{fe.disk_path(VM, disk_id)}",
+                      VM, ds)
+            fe.tm("mv", f"{b}:{fe.sysdir(VM)}", f"{FE}:{fe.sysdir(VM)}", VM, SYSTEM_DS)
+        steps.run(f"stop on {b} (mv x3)", stop, where(disk0))
 
-        def read_back():
-            result = cluster.remote(node_b).run(
-                ["sh", "-c", 'head -c "$1" "$2" | sha256sum', "sh", str(DATA), device])
-            seen = result.stdout.split()[0]
-            if seen != digest:
-                raise SystemExit(f"data mismatch on {node_b}: {seen} != {digest}")
-            return seen
-        steps.run(f"read back on {node_b}, compare sha256", read_back,
-                  lambda seen: f"sha256 {seen[:16]}… identical")
-        steps.run(f"deactivate on {node_b}", lambda: cluster.lvm(node_b).deactivate(VG, lv))
+        def resume():
+            for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS)):
+                fe.tm("mv", f"{FE}:{fe.disk_path(VM, disk_id)}", f"{c}:{fe.disk_path(VM, disk_id)}",
+                      VM, ds)
+            fe.tm("mv", f"{FE}:{fe.sysdir(VM)}", f"{c}:{fe.sysdir(VM)}", VM, SYSTEM_DS)
+        steps.run(f"resume on {c} (mv x3)", resume,
+                  lambda _: f"{where(disk0)(_)}; VM data identical: "
+                            f"{fe.sha(c, disk0, len(vm_data)) == digest(vm_data)}")
+        steps.run(f"saveas disk.0 -> image {SAVED} (cpds)",
+                  lambda: fe.tm("cpds", f"{c}:{fe.disk_path(VM, 0)}", f"{VG}/lv-oneimg-{SAVED}",
+                                -1, VM, IMAGE_DS),
+                  lambda _: f"saved image {fe.lv(f'lv-oneimg-{SAVED}').size_bytes // MiB} MiB")
 
-        def remove():
-            def on(host):
-                with cluster.locked(VG):
-                    cluster.lvm(host).remove(VG, lv)
-                if cluster.lvm(host).lv(VG, lv) is not None:
-                    raise SystemExit(f"{lv} still listed after removal")
-                return host
-            return cluster.on_bridge(on)
-        steps.run(f"remove {VG}/{lv}", remove, lambda host: f"on bridge {host}; gone from lvs")
-    except DriverError as exc:
-        print(f"FAILED: {exc.one_line()}", file=sys.stderr)
-        return 1
-    finally:
+        def terminate():
+            fe.tm("delete", f"{c}:{fe.disk_path(VM, 0)}", VM, IMAGE_DS)
+            fe.tm("delete", f"{c}:{fe.disk_path(VM, 1)}", VM, SYSTEM_DS)
+            fe.tm("delete", f"{c}:{fe.disk_path(VM, 2)}", VM, SYSTEM_DS)
+            fe.tm("delete", f"{c}:{fe.sysdir(VM)}", VM, SYSTEM_DS)
+        steps.run(f"terminate on {c} (delete x4)", terminate,
+                  lambda _: f"VM LVs left: {[n for n in (disk0, disk1) if fe.lv(n)]}; "
+                            f"dir left: {fe.exists(fe.sysdir(VM))}")
+
+        def check_saved():
+            lvm = fe.cluster.lvm(a)
+            lvm.activate(VG, f"lv-oneimg-{SAVED}", "exclusive")
+            same = fe.sha(a, f"lv-oneimg-{SAVED}", len(vm_data)) == digest(vm_data)
+            lvm.deactivate(VG, f"lv-oneimg-{SAVED}")
+            return same
+        same = steps.run(f"read the saved image on {a}", check_saved,
+                         lambda ok: f"the VM's bytes: {ok}")
+        for image in (IMAGE, SAVED):
+            fe.cluster.lvm(a).remove(VG, f"lv-oneimg-{image}")
         print()
         print(steps.table())
-        stack.close()
-    return 0
+        return 0 if same else 1
 
 
 if __name__ == "__main__":
