@@ -359,7 +359,7 @@ class Lab:
         hosts = "\n".join(f"{n.name} = 127.0.0.1:{n.ssh_port}" for n in self.members)
         return (f"# written by lab/vmlab.py for the lab in {self.run}\n"
                 f"[storage]\nvolume_groups = {VG}\nlock_mode = {lock_mode}\n"
-                f"gfs2_mount = {GFS2_MOUNT}\nzeroing = never\n"
+                f"gfs2_mount = {GFS2_MOUNT}\nzeroing = on_delete\n"
                 f"bridge_hosts = {', '.join(self.node_names)}\n"
                 f"[ssh]\nuser = oneadmin\nidentity_file = {self.key}\n"
                 f"known_hosts = {self.known_hosts}\nconnect_timeout = 10\ncommand_timeout = 600\n"
@@ -512,7 +512,9 @@ class Lab:
         return digest.hexdigest()[:16]
 
     def ensure_provisioned(self) -> None:
-        """A reused lab gets the checkout's worker files if they changed since."""
+        """A reused lab gets the checkout's front-end config, and its worker
+        files if they changed since."""
+        self.driver_conf.write_text(self.render_driver_conf(self.lock_mode_for_driver()))
         state = json.loads((self.run / "state.json").read_text())
         if state.get("provisioned") != self.provision_key():
             log("worker-side driver files changed: installing them again")

@@ -14,7 +14,7 @@ lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
     create   VG LV SIZE_BYTES [TAG ...]   created inactive, not zeroed
     remove   VG LV
     extend   VG LV SIZE_BYTES         new total size
-    activate VG LV MODE               MODE: ey (exclusive) sy (shared) y ly n
+    activate VG LV MODE               MODE: ey (exclusive) sy (shared) y ly n ln
     rename   VG LV NEW_LV
     addtag   VG LV TAG
     deltag   VG LV TAG
@@ -61,7 +61,7 @@ RETRIES_RE = re.compile(r"^[0-9]{1,2}$")
 DELAY_RE = re.compile(r"^[0-9]{1,2}(\.[0-9]{1,3})?$")
 # Every pattern above is applied with fullmatch(): `$` alone also matches
 # before a trailing newline, which would let "lv-one-1-0\n" through.
-ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n")
+ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n", "ln")
 
 REPORT_OPTIONS = ["--reportformat", "json", "--units", "b", "--nosuffix"]
 LV_FIELDS = ("lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_active,lv_active_locally,"

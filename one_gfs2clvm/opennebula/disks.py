@@ -81,6 +81,16 @@ class Disks:
     def lv(self, host: str, volume: Volume) -> LogicalVolume | None:
         return self.cluster.lvm(host).lv(volume.vg, volume.lv)
 
+    def lvs(self, host: str, volumes: list[Volume]) -> dict[Volume, LogicalVolume]:
+        """Several LVs in one report per VG (usually one round trip); absent ones
+        are missing from the result."""
+        found: dict[Volume, LogicalVolume] = {}
+        for vg in sorted({volume.vg for volume in volumes}):
+            names = [volume.lv for volume in volumes if volume.vg == vg]
+            for lv in self.cluster.lvm(host).lvs(vg, names):
+                found[Volume(vg, lv.name)] = lv
+        return found
+
     def uses(self, lv: LogicalVolume) -> list[Use]:
         return [use for use in map(parse_use_tag, lv.tags) if use]
 
@@ -92,17 +102,30 @@ class Disks:
         self.action.log(f"created {volume} ({round_up_mib(size_bytes) // MiB} MiB)")
         self.action.undo.push(f"remove {volume}", lambda: self.remove(host, volume))
 
-    def remove(self, host: str, volume: Volume) -> None:
-        """Deactivate here and remove; a missing LV is fine (idempotent)."""
-        if self.lv(host, volume) is None:
-            return
-        self.cluster.lvm(host).deactivate(volume.vg, volume.lv)
-        with self.cluster.locked(volume.vg):
-            try:
-                self.cluster.lvm(host).remove(volume.vg, volume.lv)
-            except NotFound:
-                return
-        self.action.log(f"removed {volume}")
+    def remove(self, host: str, *volumes: Volume, present: bool = False) -> None:
+        """Deactivate here and remove, in one script under the VG lock; missing
+        LVs are fine (idempotent).  `present`: the caller just saw them all."""
+        if not present:
+            found = self.lvs(host, list(volumes))
+            volumes = tuple(volume for volume in volumes if volume in found)
+        for vg in sorted({volume.vg for volume in volumes}):
+            group = [v for v in volumes if v.vg == vg]
+            with self.cluster.locked(vg):
+                try:
+                    self.cluster.run_steps(host, self._removal_steps(group))
+                except NotFound:        # one vanished meanwhile: remove what is left
+                    left = [v for v in group if v in self.lvs(host, group)]
+                    if left:
+                        self.cluster.run_steps(host, self._removal_steps(left))
+        for volume in volumes:
+            self.action.log(f"removed {volume}")
+
+    def _removal_steps(self, volumes: list[Volume]) -> list[list[str]]:
+        steps = []
+        for volume in volumes:
+            steps += [self.cluster.helper("activate", volume.vg, volume.lv, "n"),
+                      self.cluster.helper("remove", volume.vg, volume.lv)]
+        return steps
 
     def retag(self, host: str, volume: Volume, add: list[str] = (), drop: list[str] = ()) -> None:
         lvm = self.cluster.lvm(host)
@@ -133,13 +156,20 @@ class Disks:
 
     # -- activation and links (one round trip) ---------------------------------
     def activate_and_link(self, host: str, volume: Volume, intent: str,
-                          link: str | None = None) -> None:
+                          link: str | None = None, drop_tags: list[str] = ()) -> None:
+        """One round trip: activate, link, and (a metadata change, so under the
+        VG lock -- the script is short) drop tags such as the incomplete mark."""
         steps = [self.cluster.helper("activate", volume.vg, volume.lv,
                                      self.cluster.lvm(host).policy.flag(intent))]
         if link:
             steps += [["mkdir", "-p", os.path.dirname(link)],
                       ["ln", "-sfn", volume.device, link]]
-        self.cluster.run_steps(host, steps)
+        steps += [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop_tags]
+        if drop_tags:
+            with self.cluster.locked(volume.vg):
+                self.cluster.run_steps(host, steps)
+        else:
+            self.cluster.run_steps(host, steps)
 
     def deactivate(self, host: str, volume: Volume, tolerate_unreachable: bool = False) -> bool:
         """Deactivate on `host`; False if the host could not be reached (and tolerated)."""
@@ -178,8 +208,13 @@ class Disks:
         return argv + [source, target]
 
     def target_is_zero(self) -> bool:
-        """New extents read as zeroes when the driver zeroes on delete or on create."""
-        return self.config.zeroing != "never"
+        """Only when this action zeroed the new LV itself (on_create/always).
+
+        Not for on_delete: that would trust every past removal in the VG to have
+        gone through the driver, and one manual lvremove would corrupt later
+        clones.  Without it qemu-img still writes no zero buffers: zero runs
+        become write-zeroes requests, which block devices offload."""
+        return self.config.zero_on_create
 
     def zero_command(self, device: str, offset: int = 0, length: int | None = None) -> list[str]:
         argv = ["/sbin/blkdiscard", "--zeroout"]

@@ -148,7 +148,8 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
     copy_from, source_format, copy_host = _resolve_copy_source(action, disks, vm, source, dst.host)
     use = Use(vm_id, dst.disk_id, dst.host)
 
-    existing = disks.lv(dst.host, target)
+    known = disks.lvs(dst.host, [target] + ([copy_from] if isinstance(copy_from, Volume) else []))
+    existing = known.get(target)
     if existing is not None and INCOMPLETE_TAG not in existing.tags:
         # a re-run after success (or resubmit): make the end state true again
         disks.activate_and_link(dst.host, target, "exclusive", dst.path)
@@ -159,20 +160,22 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
         action.log(f"{target} is left over from an interrupted copy: recreating it")
         disks.remove(dst.host, target)
 
+    source_active_here = False
     if isinstance(copy_from, Volume):
-        source_lv = disks.lv(copy_host, copy_from)
+        source_lv = known.get(copy_from)
         if source_lv is None:
             raise NotFound(f"source {copy_from} does not exist")
         size = source_lv.size_bytes
+        # copied where the source is in use (lvm://): it is active there already
+        source_active_here = copy_host != dst.host
     else:
         size, source_format = disks.image_virtual_size(copy_host, copy_from)
     size = max(size, size_mb * MiB)
     disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag])
-    _copy_into(action, disks, copy_host, copy_from, source_format, target)
-    if copy_host != dst.host:                   # copied where the source is in use
+    _copy_into(action, disks, copy_host, copy_from, source_format, target, source_active_here)
+    if copy_host != dst.host:
         disks.deactivate(copy_host, target)
-    disks.activate_and_link(dst.host, target, "exclusive", dst.path)
-    disks.retag(dst.host, target, drop=[INCOMPLETE_TAG])
+    disks.activate_and_link(dst.host, target, "exclusive", dst.path, drop_tags=[INCOMPLETE_TAG])
     action.log(f"{target} ready on {dst.host} as {dst.path}")
 
 
@@ -220,19 +223,19 @@ def _holder(disks: Disks, host: str, volume: Volume) -> str | None:
 
 
 def _copy_into(action: Action, disks: Disks, host: str, source, source_format: str,
-               target: Volume) -> None:
-    """Copy source (Volume or file) into target on `host`, then leave target inactive
-    there unless host is where it will run (activate_and_link converts anyway)."""
+               target: Volume, source_active_here: bool) -> None:
+    """Copy source (Volume or file) into target on `host`: one remote script that
+    activates target (and source for reading, released at its end), zeroes per
+    policy and copies; the source is released also if the copy fails."""
     steps = [action.cluster.helper("activate", target.vg, target.lv,
                                    action.cluster.lvm(host).policy.flag("exclusive"))]
     release = []
     if isinstance(source, Volume):
-        source_lv = disks.lv(host, source)
-        active_here = source_lv is not None and source_lv.active_locally
-        if not active_here:
+        if not source_active_here:
             steps.append(action.cluster.helper("activate", source.vg, source.lv,
-                                               _read_flag(action, host)))
-            release.append(action.cluster.helper("activate", source.vg, source.lv, "n"))
+                                               _read_flag(action)))
+            release.append(action.cluster.helper("activate", source.vg, source.lv,
+                                                 _release_flag(action)))
         source_path = source.device
     else:
         source_path = source
@@ -245,16 +248,25 @@ def _copy_into(action: Action, disks: Disks, host: str, source, source_format: s
     # shared per host, so activate/copy/deactivate must not interleave there.
     with named_lock(action.config, f"read-{source_path.replace('/', '_')}@{host}"):
         try:
-            action.cluster.run_steps(host, steps)
-        finally:
+            action.cluster.run_steps(host, steps + release)
+        except Exception:
             if release:
-                action.cluster.run_steps(host, release)
+                try:
+                    action.cluster.run_steps(host, release)
+                except Exception as exc:  # keep the copy's error; say what stayed
+                    action.log(f"could not release {source} on {host}: {exc}")
+            raise
     action.log(f"copied {source_path} into {target} on {host}")
 
 
-def _read_flag(action: Action, host: str) -> str:
+def _read_flag(action: Action) -> str:
     """Activation for reading a copy source on one host without excluding others."""
     return {"lvmlockd": "sy", "clvmd": "ly", "none": "y"}[action.config.lock_mode]
+
+
+def _release_flag(action: Action) -> str:
+    """Undo _read_flag on this host only (clvmd's plain -an is cluster-wide)."""
+    return {"lvmlockd": "n", "clvmd": "ln", "none": "n"}[action.config.lock_mode]
 
 
 def ln(action: Action, argv: list[str]) -> None:
@@ -505,35 +517,34 @@ def linked_disks(disks: Disks, host: str, directory: str) -> list[tuple[int, str
 
 
 def _remove_vm_disk(action: Action, disks: Disks, host: str, volume: Volume) -> None:
-    """Zero (per policy) and remove a VM's own disk LV and its snapshots."""
-    lv = disks.lv(host, volume)
+    """Zero (per policy) and remove a VM's own disk LV and its snapshots: one VG
+    report, one zero/deactivate script, one removal script under the VG lock."""
+    base = parse_lv_name(volume.lv)
+    report = {lv.name: lv for lv in action.cluster.lvm(host).lvs(volume.vg)}
+    snapshots = [Volume(volume.vg, name) for name in report
+                 if _parent_of(name) == base]
+    lv = report.get(volume.lv)
     if lv is None:
         action.log(f"{volume} already gone")
+        disks.remove(host, *snapshots, present=True)
         return
     where = next((u.host for u in disks.uses(lv) if not is_frontend(u.host)), host)
     if where != host:
         disks.deactivate(where, volume, tolerate_unreachable=True)
     if action.config.zero_on_delete:
-        disks.activate_and_link(host, volume, "exclusive")
-        action.cluster.run_steps(host, [disks.zero_command(volume.device)])
+        action.cluster.run_steps(host, [
+            action.cluster.helper("activate", volume.vg, volume.lv,
+                                  action.cluster.lvm(host).policy.flag("exclusive")),
+            disks.zero_command(volume.device)])
         action.log(f"zeroed {volume}")
-    for snapshot in _snapshots(disks, host, volume):
-        disks.remove(host, snapshot)
-    disks.remove(host, volume)
+    disks.remove(host, *snapshots, volume, present=True)
 
 
-def _snapshots(disks: Disks, host: str, volume: Volume) -> list[Volume]:
-    """Snapshot LVs of a disk/image LV, by exact name relation (never a prefix match)."""
-    base = parse_lv_name(volume.lv)
-    found = []
-    for lv in disks.cluster.lvm(host).lvs(volume.vg):
-        try:
-            name = parse_lv_name(lv.name)
-        except InvalidArgument:
-            continue
-        if name.parent == base:
-            found.append(Volume(volume.vg, lv.name))
-    return found
+def _parent_of(name: str):
+    try:
+        return parse_lv_name(name).parent
+    except InvalidArgument:
+        return None
 
 
 def _release(action: Action, disks: Disks, host: str, volume: Volume, disk_id: int) -> None:
@@ -612,7 +623,7 @@ def cpds(action: Action, argv: list[str]) -> None:
     if target_lv.size_bytes < source_lv.size_bytes:
         with action.cluster.locked(target.vg):
             action.cluster.lvm(host).extend(target.vg, target.lv, source_lv.size_bytes)
-    _copy_into(action, disks, host, volume, "raw", target)
+    _copy_into(action, disks, host, volume, "raw", target, source_lv.active_locally)
     disks.deactivate(host, target)
     action.log(f"saved {volume} into image {target}")
 
@@ -756,7 +767,7 @@ def snap_create(action: Action, argv: list[str]) -> None:
     if source is None:
         raise NotFound(f"{volume} does not exist")
     disks.create(host, snapshot, source.size_bytes, [INCOMPLETE_TAG])
-    _copy_into(action, disks, host, volume, "raw", snapshot)
+    _copy_into(action, disks, host, volume, "raw", snapshot, source.active_locally)
     disks.deactivate(host, snapshot)
     disks.retag(host, snapshot, drop=[INCOMPLETE_TAG])
     action.log(f"snapshot {snapshot} of {volume} taken")
@@ -775,7 +786,7 @@ def snap_revert(action: Action, argv: list[str]) -> None:
     if snap_lv is None or INCOMPLETE_TAG in snap_lv.tags:
         raise NotFound(f"snapshot {snapshot} does not exist")
     # every byte is overwritten: the disk is not known to be zero
-    steps = [action.cluster.helper("activate", snapshot.vg, snapshot.lv, _read_flag(action, host)),
+    steps = [action.cluster.helper("activate", snapshot.vg, snapshot.lv, _read_flag(action)),
              action.cluster.helper("activate", volume.vg, volume.lv,
                                    action.cluster.lvm(host).policy.flag("exclusive")),
              disks.copy_command(snapshot.device, volume.device, "raw", target_is_zero=False),

@@ -203,3 +203,50 @@ def test_context_iso(fe, vm_ids, lab, tmp_path):
         ["sh", "-c", 'd=$(mktemp -d) && xorriso -osirrox on -indev "$1" -extract /context.sh '
          '"$d/c" >/dev/null 2>&1 && cat "$d/c"; rc=$?; rm -rf "$d"; exit $rc', "sh", iso])
     assert "HOSTNAME='vm-7413'" in extracted.stdout
+
+
+def test_failed_clone_undoes_what_it_made(fe, vm_ids, lab):
+    """The image is busy elsewhere (exclusively active on another node): the copy
+    step fails after the target LV was created -> the target is removed again."""
+    vm_ids.append(7414)
+    busy = fe.make_image_lv(514, 16, DATA)
+    holder, node = lab.node_names[-1], lab.node_names[0]
+    fe.cluster.lvm(holder).activate(VG, busy, "exclusive")
+    try:
+        fe.vm(7414, [{"image_id": 514, "size": 16}], host=node)
+        failed = clone(fe, 7414, node, f"{FE}:{VG}/{busy}", expect_ok=False)
+    finally:
+        fe.cluster.lvm(holder).deactivate(VG, busy)
+    assert fe.lv("lv-one-7414-0") is None                      # undone
+    assert "undone: remove vg_one/lv-one-7414-0" in failed.stderr
+    assert len(failed.failure_lines) == 1                      # one clear line for oned
+    assert "held by another host" in failed.failure_message
+
+
+def test_live_migration_passes_other_drivers_disks_on(fe, vm_ids, lab, tmp_path):
+    """A VM with a disk of another TM: premigrate calls that TM's premigrate with
+    the same arguments, stdin and us as the 6th argument; a callee does not."""
+    vm_ids.append(7415)
+    src, dst = lab.node_names[0], lab.node_names[1]
+    other = fe.remotes / "tm" / "othertm"
+    other.mkdir(parents=True, exist_ok=True)
+    record = tmp_path / "othertm.calls"
+    (other / "premigrate").write_text(
+        f'#!/bin/sh\necho "$@" >> {record}\ncat >> {record}\necho >> {record}\n')
+    (other / "premigrate").chmod(0o755)
+    fe.vm(7415, [{"image_id": 510, "size": 16},
+                 {"image_id": 999, "size": 16, "tm_mad": "othertm", "datastore_id": 300}],
+          host=src)
+    clone(fe, 7415, src, f"{FE}:{VG}/lv-oneimg-510")
+    stdin = fe.vm_xml_b64(7415)
+    args = (src, dst, fe.sysdir(7415), 7415, SYSTEM_DS)
+    fe.tm("premigrate", *args, stdin=stdin)
+    calls = record.read_text().splitlines()
+    assert calls[0] == " ".join(map(str, args)) + " gfs2clvm" and calls[1] == stdin
+    assert sorted(fe.active_on("lv-one-7415-0")) == sorted([src, dst])
+    fe.tm("failmigrate", *args, stdin=stdin)
+    record.unlink()
+    fe.tm("premigrate", *args, "othertm", stdin=stdin)           # called by othertm itself
+    assert not record.exists()
+    fe.tm("failmigrate", *args, "othertm", stdin=stdin)
+    assert fe.active_on("lv-one-7415-0") == [src]

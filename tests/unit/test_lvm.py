@@ -255,7 +255,7 @@ def test_helper_argv():
                                    "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
     ("remove", ("vg_one",), "remove: remove: expected 2 arguments, got 1"),
     ("activate", ("vg_one", "lv-one-1-0", "ay"),
-     "activate: activation mode 'ay' is not one of ey sy y ly n"),
+     "activate: activation mode 'ay' is not one of ey sy y ly n ln"),
     ("frobnicate", ("vg_one",), "frobnicate: unknown verb 'frobnicate'"),
     ("version", ("vg_one",), "version: takes no arguments"),
 ])
