@@ -121,3 +121,17 @@ def test_errors_use_the_3x_framing(fe, lab):
                     f"{images_dir(7504)}/disk.0", expect_ok=False)
     assert "lv-oneimg-99999" in result.failure_message       # what 3.x oned would show
     assert result.failure_message != "-"
+
+
+def test_resubmit_and_cancel_3x(fe, vm_ids, lab):
+    """resubmit = DELETE then CLONE again (maybe elsewhere); cancel = DELETE."""
+    vm_ids.append(7505)
+    first, second = lab.node_names[0], lab.node_names[1]
+    fe.tm3("clone", f"{FE}:{VG}/lv-oneimg-520", f"{first}:{images_dir(7505)}/disk.0")
+    fe.write(first, "lv-one-7505-0", pattern(25, MiB))
+    fe.tm3("delete", f"{first}:{images_dir(7505)}")
+    fe.tm3("clone", f"{FE}:{VG}/lv-oneimg-520", f"{second}:{images_dir(7505)}/disk.0")
+    assert fe.active_on("lv-one-7505-0") == [second]
+    assert fe.sha(second, "lv-one-7505-0", len(DATA)) == digest(DATA)     # a fresh copy
+    fe.tm3("delete", f"{second}:{images_dir(7505)}")                        # cancel
+    assert fe.lv("lv-one-7505-0") is None and not fe.exists(images_dir(7505))
