@@ -37,3 +37,13 @@ def lab():
 def driver_config(lab):
     """The front-end configuration the driver uses against this lab."""
     return config_mod.load(str(lab.driver_conf))
+
+
+@pytest.fixture
+def vm_ids(fe):
+    """VM ids a TM test uses (`fe` is its module's FrontEnd); their LVs and VM
+    directories are removed afterwards, by exact name."""
+    used: list[int] = []
+    yield used
+    for vm_id in used:
+        fe.cleanup_vm(vm_id)

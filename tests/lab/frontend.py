@@ -165,7 +165,9 @@ class FrontEnd:
                 for node in self.lab.node_names:
                     self.cluster.lvm(node).deactivate(VG, lv.name)
                 self.cluster.lvm(self.lab.node_names[0]).remove(VG, lv.name)
-        self.lab.sh(self.lab.node_names[0], 'rm -rf "$1"', self.sysdir(vm_id))
+        # the modern and the 3.x VM directory
+        self.lab.sh(self.lab.node_names[0], 'rm -rf "$1" "$2"', self.sysdir(vm_id),
+                    f"/var/lib/one/{vm_id}")
 
 
 def digest(data: bytes) -> str:

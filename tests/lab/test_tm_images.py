@@ -24,12 +24,6 @@ def fe(lab, tmp_path_factory):
     frontend.close()
 
 
-@pytest.fixture
-def vm_ids(fe):
-    used = []
-    yield used
-    for vm_id in used:
-        fe.cleanup_vm(vm_id)
 
 
 def clone(fe, vm_id, host, source, disk_id=0, expect_ok=True):

@@ -30,13 +30,6 @@ def images_dir(vm_id: int) -> str:
     return f"/var/lib/one/{vm_id}/images"
 
 
-@pytest.fixture
-def vm_ids(fe, lab):
-    used = []
-    yield used
-    for vm_id in used:
-        fe.cleanup_vm(vm_id)
-        lab.sh(lab.node_names[0], 'rm -rf "$1"', f"/var/lib/one/{vm_id}")
 
 
 def deploy3(fe, vm_id, host):

@@ -25,13 +25,6 @@ def fe(lab, tmp_path_factory):
     frontend.close()
 
 
-@pytest.fixture
-def vm_ids(fe):
-    """VM ids a test uses; their LVs and dirs are removed afterwards."""
-    used = []
-    yield used
-    for vm_id in used:
-        fe.cleanup_vm(vm_id)
 
 
 def deploy(fe: FrontEnd, vm_id: int, host: str, volatile: bool = True, context: bool = False):
