@@ -5,7 +5,7 @@ from setuptools.command.build_py import build_py
 
 # Directory-mapping folders shipped inside the package as one_gfs2clvm/_payload/,
 # so `one-gfs2clvm install` also works after a non-editable `pip install .`.
-PAYLOAD = ["etc-one", "etc-sudoers-d", "etc-udev-rules-d", "usr-lib-one-tm_commands",
+PAYLOAD = ["etc-one", "etc-sudoers-d", "etc-udev-rules-d", "etc-cron-d", "usr-lib-one-tm_commands",
            "var-lib-one-remotes-image-fs", "var-lib-one-remotes-tm-gfs2clvm",
            "var-lib-one-remotes-datastore-gfs2clvm"]
 

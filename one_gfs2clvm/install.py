@@ -29,6 +29,7 @@ FOLDERS: dict[str, str] = {
     "etc-one": "/etc/one",
     "etc-sudoers-d": "/etc/sudoers.d",
     "etc-udev-rules-d": "/etc/udev/rules.d",
+    "etc-cron-d": "/etc/cron.d",
     "usr-lib-one-tm_commands": "/usr/lib/one/tm_commands",
     "var-lib-one-remotes-image-fs": "/var/lib/one/remotes/image/fs",
     "var-lib-one-remotes-tm-gfs2clvm": "/var/lib/one/remotes/tm/gfs2clvm",
@@ -77,6 +78,7 @@ RULES: tuple[Rule, ...] = (
     Rule("etc-one/", FRONTEND, BOTH_LAYOUTS, "config"),
     Rule("etc-sudoers-d/", NODE, BOTH_LAYOUTS, "sudoers"),
     Rule("etc-udev-rules-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
+    Rule("etc-cron-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
 )
 HELPER_RULE = Rule(HELPER_SOURCE, NODE, BOTH_LAYOUTS, "mode:0755")
 

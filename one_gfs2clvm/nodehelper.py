@@ -19,8 +19,9 @@ lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
     addtag   VG LV TAG
     deltag   VG LV TAG
     version                           helper version, lock mode and VGs
-    boot-activate [VG ...]            activate the LVs whose one-use tags name
-                                      this host (node boot; all VGs by default)
+    boot-activate [--wait S] [VG ...] activate the LVs whose one-use tags name
+                                      this host (node boot; all VGs by default;
+                                      --wait: retry the lock-start for S seconds)
 
 Exit status: lvm's own on an lvm failure; 64 when the request is refused.
 Transient VG/global lock contention (another host is changing the VG) is
@@ -231,19 +232,25 @@ def this_host_names():
     return {name for name in names if name}
 
 
-def boot_activate(config, vgs, run=None, host_names=None):
+def boot_activate(config, vgs, run=None, host_names=None, wait=0.0, clock=time.monotonic,
+                  sleep=time.sleep):
     """Re-activate, after a reboot, the disks the tags say run on this host.
 
     Exclusive for a disk used once; shared when several VMs use it or it is
-    tagged read-only.  Returns (exit status, report lines).
+    tagged read-only.  With `wait`, keep trying the VG lock-start for that
+    many seconds (at boot lvmlockd and the cluster may still be coming up).
+    Returns (exit status, report lines).
     """
     run = run or (lambda argv: run_lvm(argv, config["retries"], config["delay"]))
     host_names = host_names if host_names is not None else this_host_names()
     status, lines = 0, []
+    deadline = clock() + wait
     for vg in vgs:
         check_vg(vg, config["vgs"])
         if config["lock_mode"] == "lvmlockd":
-            run(["vgchange", "--lock-start", vg])   # idempotent; no-op once started
+            # idempotent: a no-op once the VG's lockspace is started
+            while run(["vgchange", "--lock-start", vg]).returncode != 0 and clock() < deadline:
+                sleep(5)
         proc = run(lvm_argv("lvs", [vg], config["vgs"]))
         if proc.returncode != 0:
             lines.append("%s: lvs failed: %s" % (vg, proc.stderr.decode("utf-8", "replace").strip()))
@@ -282,9 +289,14 @@ def main(argv=None):
             raise Refused("no verb given")
         config = read_config()
         if argv[0] == "boot-activate":
-            for vg in argv[1:]:
+            args, wait = argv[1:], 0.0
+            if args[:1] == ["--wait"]:
+                if len(args) < 2 or not re.match(r"^[0-9]{1,4}$", args[1]):
+                    raise Refused("boot-activate --wait takes seconds (0..9999)")
+                args, wait = args[2:], float(args[1])
+            for vg in args:
                 check_vg(vg, config["vgs"])
-            status, lines = boot_activate(config, argv[1:] or config["vgs"])
+            status, lines = boot_activate(config, args or config["vgs"], wait=wait)
             for line in lines:
                 print(line)
             return status

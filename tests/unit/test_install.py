@@ -24,7 +24,7 @@ LEGACY_TM = {f"/usr/lib/one/tm_commands/gfs2clvm/tm_{c}.sh" for c in TM3_COMMAND
 LEGACY_ETC = {"/etc/one/tm_gfs2clvm/tm_gfs2clvm.conf", "/etc/one/tm_gfs2clvm/tm_gfs2clvmrc"}
 CONF = {"/etc/one/gfs2clvm.conf"}
 NODE = {"/etc/sudoers.d/one-gfs2clvm", "/etc/udev/rules.d/99-one-gfs2clvm.rules",
-        "/usr/sbin/one-gfs2clvm-helper"}
+        "/etc/cron.d/one-gfs2clvm", "/usr/sbin/one-gfs2clvm-helper"}
 
 
 def shipped(folder: str, system_path: str) -> set[str]:
@@ -95,7 +95,7 @@ def test_modes_whatever_the_umask(tmp_path):
             want = 0o755
         elif system == "/etc/sudoers.d/one-gfs2clvm":
             want = 0o440
-        elif system.startswith(("/etc/one/", "/etc/udev/")):
+        elif system.startswith(("/etc/one/", "/etc/udev/", "/etc/cron.d/")):
             want = 0o644
         elif system.startswith("/var/lib/one/remotes/"):
             want = 0o755 if path.read_bytes().startswith(b"#!") else 0o644
