@@ -36,10 +36,10 @@ def shipped(folder: str, system_path: str) -> set[str]:
             if p.is_file() and "__pycache__" not in p.parts}
 
 
-FRONTEND_BOTH = (shipped("var-lib-one-remotes-datastore-gfs2clvm",
-                         "/var/lib/one/remotes/datastore/gfs2clvm")
-                 | shipped("var-lib-one-remotes-image-fs", "/var/lib/one/remotes/image/fs")
-                 | (shipped("etc-one", "/etc/one") - LEGACY_ETC))
+FRONTEND_BOTH = shipped("etc-one", "/etc/one") - LEGACY_ETC
+# datastore remotes exist from 3.4 on; remotes/image/fs is the 3.2 image manager
+MODERN_DS = shipped("var-lib-one-remotes-datastore-gfs2clvm", "/var/lib/one/remotes/datastore/gfs2clvm")
+LEGACY_IMAGE = shipped("var-lib-one-remotes-image-fs", "/var/lib/one/remotes/image/fs")
 
 
 def expected(role: str, layout: str) -> set[str]:
@@ -47,9 +47,9 @@ def expected(role: str, layout: str) -> set[str]:
     if role in ("frontend", "all"):
         files |= FRONTEND_BOTH
         if layout in ("modern", "all"):
-            files |= MODERN_TM
+            files |= MODERN_TM | MODERN_DS
         if layout in ("3.x", "all"):
-            files |= LEGACY_TM | LEGACY_ETC
+            files |= LEGACY_TM | LEGACY_ETC | LEGACY_IMAGE
     if role in ("node", "all"):
         files |= NODE | CONF
     return files
