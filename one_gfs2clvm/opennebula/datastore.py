@@ -134,9 +134,9 @@ def stat(action: Action, argv: list[str]) -> None:
     if isinstance(source, LvmSource):
         vm = action.api.vm(source.vm_id)
         ds_id = vm.disk(source.disk_id).datastore_id
-        source = LvSource(datastore_vg(action, ds_id if ds_id is not None else
-                                       vm.last_history.ds_id),
-                          vm_disk_lv(source.vm_id, source.disk_id))
+        if ds_id is None and vm.last_history is not None:
+            ds_id = vm.last_history.ds_id             # a volatile disk: the system DS
+        source = LvSource(datastore_vg(action, ds_id), vm_disk_lv(source.vm_id, source.disk_id))
     if not isinstance(source, LvSource):
         raise InvalidArgument(f"stat: {data.image.path!r} is not yet supported "
                               f"(LV, lvm:// and vol:// sources are)")

@@ -76,7 +76,10 @@ def _disk_arg(text: str) -> DiskArg:
 
 # ----------------------------------------------------------------- lookups
 
-def datastore_vg(action: Action, ds_id: int) -> str:
+def datastore_vg(action: Action, ds_id: int | None) -> str:
+    """The VG of a datastore (template VG_NAME), else the first configured VG."""
+    if ds_id is None:
+        return action.config.default_vg
     ds = action.api.datastore(ds_id)
     return action.config.check_vg(ds.vg_name or action.config.default_vg)
 
@@ -87,7 +90,7 @@ def bridges(action: Action, ds_id: int | None) -> list[str]:
     return action.api.datastore(ds_id).bridge_list or list(action.config.bridge_hosts)
 
 
-def disk_volume(action: Action, vm, disk_id: int, ds_id: int) -> Volume | None:
+def disk_volume(action: Action, vm, disk_id: int, ds_id: int | None) -> Volume | None:
     """The LV a VM disk uses, from the VM template (None: not an LV, e.g. .isox)."""
     disk = vm.disk(disk_id)
     if disk.source and (disk.persistent or not disk.clone):
@@ -196,8 +199,9 @@ def _resolve_copy_source(action: Action, disks: Disks, vm, source, host: str):
                                   f"not suspended, stopped, powered off or undeployed")
         check_may_use(action, vm, f"VM {other.id}", other.uid, other.gid, other.permissions)
         other_ds = other.disk(source.disk_id).datastore_id
-        volume = disk_volume(action, other, source.disk_id,
-                             other_ds if other_ds is not None else other.last_history.ds_id)
+        if other_ds is None and other.last_history is not None:
+            other_ds = other.last_history.ds_id       # a volatile disk: the system DS
+        volume = disk_volume(action, other, source.disk_id, other_ds)
         return volume, "raw", _holder(disks, host, volume) or host
     if isinstance(source, VolSource):
         image = action.api.image(source.image_id)
@@ -428,11 +432,12 @@ def mv(action: Action, argv: list[str]) -> None:
     volume = disk_volume(action, vm, disk_id, ds_id)
     if volume is None:                          # an ISO symlink: GFS2 keeps it
         return
-    move_disk(action, disks, volume, disk_id, src, dst, vm.disk(disk_id).readonly)
+    move_disk(action, disks, volume, disk_id, src, dst, vm.disk(disk_id).readonly,
+              bridges(action, ds_id))
 
 
 def move_disk(action: Action, disks: Disks, volume: Volume, disk_id: int, src, dst,
-              readonly: bool) -> None:
+              readonly: bool, bridge_hosts: list[str] | None = None) -> None:
     """Stop/undeploy (dst is the front-end), resume (src is), or cold migration:
     the LV ends active only on dst (or nowhere), its use tag saying so."""
     if src.host == dst.host and src.path == dst.path:
@@ -442,7 +447,7 @@ def move_disk(action: Action, disks: Disks, volume: Volume, disk_id: int, src, d
         if disks.deactivate(src.host, volume, tolerate_unreachable=True):
             action.log(f"deactivated {volume} on {src.host}")
     if is_frontend(dst.host):                   # stop / undeploy: keep data, release host
-        disks.set_use(disks.worker(dst.host), volume, None, action.vm_id, disk_id)
+        disks.set_use(disks.worker(dst.host, bridge_hosts), volume, None, action.vm_id, disk_id)
         action.log(f"{volume} released (VM leaves its host)")
         return
     intent = "shared" if readonly else "exclusive"
