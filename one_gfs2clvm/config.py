@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .names import HOST_RE
 from .nodehelper import DELAY_RE, RETRIES_RE, VG_RE
 
 DEFAULT_PATH = "/etc/one/gfs2clvm.conf"
@@ -22,7 +23,6 @@ ENV_VAR = "ONE_GFS2CLVM_CONF"
 LOCK_MODES = ("lvmlockd", "clvmd", "none")
 ZEROING_POLICIES = ("never", "on_create", "on_delete", "always")
 
-_HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ class _Reader:
 
 
 def _check_host(host: str, source: str, where: str) -> None:
-    if not _HOST_RE.match(host):
+    if not HOST_RE.fullmatch(host):   # names' rule; fullmatch: no trailing newline
         raise ConfigError(f"{source}: {where}: invalid host name {host!r}")
 
 

@@ -183,3 +183,11 @@ def test_missing_and_unreadable_file(tmp_path):
     assert str(info.value) == f"cannot read configuration file {tmp_path}: Is a directory"
 
 
+
+
+def test_host_names_are_matched_whole():
+    """One host rule (names.HOST_RE), applied with fullmatch: no trailing newline."""
+    from one_gfs2clvm.config import _check_host
+    with pytest.raises(ConfigError, match="invalid host name 'node1\\\\n'"):
+        _check_host("node1\n", "c.conf", "[storage] bridge_hosts")
+    _check_host("node-1.example.org", "c.conf", "[storage] bridge_hosts")
