@@ -458,6 +458,11 @@ class Lab:
         """Crash a node (its qemu killed, no clean shutdown) and boot it again:
         the overlay disk keeps its state, it rejoins corosync/dlm/lvmlockd and
         mounts GFS2 -- but no LV of ours is active, as after a real power cut."""
+        self.crash_node(name)
+        self.boot_node(name)
+
+    def crash_node(self, name: str) -> None:
+        """Kill a node's qemu (a power cut) and wait until the others notice."""
         from one_gfs2clvm import remote
         node = next(n for n in self.members if n.name == name)
         kill_pid(node.pid, str(self.run), timeout=5)
@@ -466,6 +471,11 @@ class Lab:
         if self.lock == "dlm":   # the others notice the node is gone (no fencing here)
             self._wait(survivor, f"! corosync-quorumtool -l | grep -qw {name}", 60,
                        f"{name} leaving the membership")
+
+    def boot_node(self, name: str) -> None:
+        """Boot a crashed node again and bring its cluster stack back."""
+        from one_gfs2clvm import remote
+        node = next(n for n in self.members if n.name == name)
         subprocess.run(self._qemu_argv(node), check=True)
         node.pid = int((self.run / f"{name}.pid").read_text())
         self.save_state()

@@ -80,7 +80,19 @@ class Pipe:
                 f'[ -z "$_pf" ] || exit "${{_pf%%[!0-9]*}}"')
 
 
-Step = Union[Sequence[str], ShellFragment, Pipe]
+@dataclass(frozen=True)
+class Labeled:
+    """An argv step shown in errors and logs by a short label (e.g. one whose
+    argv carries a whole program text); it runs exactly as its argv."""
+
+    argv: tuple[str, ...]
+    label: str
+
+    def __str__(self) -> str:
+        return self.label
+
+
+Step = Union[Sequence[str], ShellFragment, Pipe, Labeled]
 
 
 class _Timeout(Exception):
@@ -312,7 +324,7 @@ def _feed(chan, stdin: bytes | BinaryIO | None, failure: list[BaseException]) ->
 
 
 def _show(step: Step) -> str:
-    if isinstance(step, (ShellFragment, Pipe)):
+    if isinstance(step, (ShellFragment, Pipe, Labeled)):
         return str(step)
     if isinstance(step, str) or not step:
         raise ValueError(f"a run_script step must be an argv list, got {step!r}")
@@ -322,6 +334,8 @@ def _show(step: Step) -> str:
 def _render(step: Step) -> str:
     if isinstance(step, Pipe):
         return step.render()
+    if isinstance(step, Labeled):
+        return shlex.join(step.argv)
     return str(step) if isinstance(step, ShellFragment) else shlex.join(step)
 
 

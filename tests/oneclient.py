@@ -592,3 +592,19 @@ def run_transfer3(tm_commands_dir, conf_path, vm_id: int | str, lines, **kwargs)
         if not result.success:
             return TransferResult(vm_id, result.protocol_reply("TRANSFER", vm_id), results)
     return TransferResult(vm_id, f"TRANSFER SUCCESS {vm_id} -", results)
+
+
+# -- OpenNebula 3.2 image manager (one_image.rb, "fs" remotes) --------------------
+
+def run_image3(remotes_dir, action: str, image_id: int | str, args, env: dict | None = None,
+               timeout: float | None = None, cwd=None,
+               priority: int | None = DEFAULT_PRIORITY) -> ActionResult:
+    """Run a 3.2 image manager action like one_image.rb: locally,
+    `<remotes>/image/fs/<action> <args...> <id>` -- the message's own
+    arguments already end with the id for cp/mkfs/mv/rm, and the driver
+    appends it once more.  On success oned takes stdout as `SOURCE SIZE_MB`
+    (reply `<ACTION> SUCCESS <id> <stdout>`); a failure's reason is the
+    3.x-framed stderr block (failure_message)."""
+    path = os.path.join(remotes_dir, "image", "fs", action.lower())
+    return run_script(path, _check_args([*args, image_id]), env=env, cwd=cwd,
+                      timeout=timeout, priority=priority, flavour="3.x")

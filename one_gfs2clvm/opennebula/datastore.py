@@ -3,12 +3,10 @@
 Input: the base64 DS_DRIVER_ACTION_DATA on stdin with the object id as the only
 argument (6.8+), or as argv[1] with the id as argv[2] (6.6 and older): both
 are accepted.  Output: exactly one stdout line where oned reads one (`mkfs`:
-SOURCE, `stat`: size in MB, `clone`: SOURCE FORMAT); `monitor` prints its
-three lines.  Images are LVs `lv-oneimg-<image id>` in the datastore's VG
-(template VG_NAME, else the first configured VG); SOURCE is `<vg>/<lv>`.
-
-Implemented so far: mkfs (incl. FORMAT=save_as), rm, stat (LV, lvm://,
-vol:// sources), clone, monitor.  cp (imports) comes next.
+SOURCE, `stat`: size in MB, `cp` and `clone`: SOURCE FORMAT); `monitor`
+prints its three lines.  Images are LVs `lv-oneimg-<image id>` in the
+datastore's VG (template VG_NAME, else the first configured VG); SOURCE is
+`<vg>/<lv>`, or the ISO's path for an `.isox` image.  Imports: imports.py.
 """
 
 from __future__ import annotations
@@ -16,12 +14,11 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument, LockContention, NotFound
-from ..names import (LvmSource, LvSource, VolSource, image_lv, parse_lv_name, parse_source,
-                     vm_disk_lv)
+from ..names import IsoxSource, LvSource, image_lv, parse_lv_name, parse_source
 from . import runtime
 from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
 from .runtime import Action
-from .tm import _copy_into, _mkfs_command, _parent_of, datastore_vg
+from .tm import _mkfs_command, _parent_of, copy_to_new_volume
 
 
 def request(action: Action, argv: list[str]):
@@ -63,11 +60,20 @@ def mkfs(action: Action, argv: list[str]) -> None:
     image = data.image
     if image is None or not image.size_mb:
         raise InvalidArgument("mkfs: the IMAGE has no SIZE")
-    volume = Volume(_vg(action, data), image_lv(image_id))
-    disks = Disks(action)
     fs = "" if image.format == "save_as" else (image.fs or "")
+    volume = Volume(_vg(action, data), image_lv(image_id))
+    make_datablock(action, volume, image.size_mb, fs, _bridge(action, data))
+    _out(f"{volume.vg}/{volume.lv}")
+
+
+def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
+                   bridges: list[str]) -> None:
+    """A new image LV of size_mb, formatted as `fs` ('' = raw); idempotent."""
     if fs and not fs.isalnum():
         raise InvalidArgument(f"invalid filesystem type {fs!r}")
+    if size_mb <= 0:
+        raise InvalidArgument(f"invalid size {size_mb} MB")
+    disks = Disks(action)
 
     def on(host: str) -> None:
         existing = disks.lv(host, volume)
@@ -76,7 +82,7 @@ def mkfs(action: Action, argv: list[str]) -> None:
             return
         if existing is not None:
             disks.remove(host, volume, present=True)
-        disks.create(host, volume, image.size_mb * MiB, [INCOMPLETE_TAG])
+        disks.create(host, volume, size_mb * MiB, [INCOMPLETE_TAG])
         steps = []
         if fs or action.config.zero_on_create:
             steps.append(action.cluster.helper("activate", volume.vg, volume.lv,
@@ -88,18 +94,27 @@ def mkfs(action: Action, argv: list[str]) -> None:
             steps.append(action.cluster.helper("activate", volume.vg, volume.lv, "n"))
             action.cluster.run_steps(host, steps)
         disks.retag(host, volume, drop=[INCOMPLETE_TAG])
-    action.cluster.on_bridge(on, _bridge(action, data))
-    action.log(f"datablock {volume} ({image.size_mb} MB{', ' + fs if fs else ''}) ready")
-    _out(f"{volume.vg}/{volume.lv}")
+    action.cluster.on_bridge(on, bridges)
+    action.log(f"datablock {volume} ({size_mb} MB{', ' + fs if fs else ''}) ready")
 
 
 def rm(action: Action, argv: list[str]) -> None:
-    _, data = request(action, argv)
+    image_id, data = request(action, argv)
     image = data.image
-    source = parse_source(image.source) if image is not None and image.source else None
-    if not isinstance(source, LvSource):
-        raise InvalidArgument(f"rm: image SOURCE is not an LV of ours: "
-                              f"{image.source if image is not None else None!r}")
+    remove_image(action, image_id, image.source if image is not None else "",
+                 _bridge(action, data))
+
+
+def remove_image(action: Action, image_id: int, source_text: str, bridges: list[str]) -> None:
+    """Remove an image's LV (and its snapshot LVs), refused while a VM uses it;
+    an .isox image loses only the copy cp made."""
+    source = parse_source(source_text) if source_text else None
+    if isinstance(source, IsoxSource):
+        _rm_iso(action, image_id, source.path, bridges)
+        return
+    if not isinstance(source, LvSource) or parse_lv_name(source.lv).kind != "image":
+        raise InvalidArgument(f"rm: image SOURCE is not an image LV of ours "
+                              f"(<vg>/lv-oneimg-<id>): {source_text!r}")
     volume = Volume(action.config.check_vg(source.vg), source.lv)
     disks = Disks(action)
 
@@ -121,30 +136,35 @@ def rm(action: Action, argv: list[str]) -> None:
                                       action.cluster.lvm(host).policy.flag("exclusive")),
                 disks.zero_command(volume.device)])
         disks.remove(host, *snapshots, volume, present=True)
-    action.cluster.on_bridge(on, _bridge(action, data))
+    action.cluster.on_bridge(on, bridges)
+
+
+def _rm_iso(action: Action, image_id: int, path: str, bridges: list[str]) -> None:
+    """An .isox image: delete the file only if cp made it (<ds dir>/<id>.isox);
+    an ISO registered in place belongs to whoever put it there."""
+    from .imports import owned_iso_path
+    if not owned_iso_path(action.config, image_id, path):
+        action.log(f"ISO {path} was registered in place: file left alone")
+        return
+    action.cluster.on_bridge(lambda h: action.cluster.remote(h).run(["rm", "-f", "--", path]),
+                             bridges)
+    action.log(f"removed ISO copy {path}")
 
 
 def stat(action: Action, argv: list[str]) -> None:
+    """Size in MB of what `cp` would make, for every PATH form."""
     _, data = request(action, argv)
     if data.image is None or not data.image.path:
         raise InvalidArgument("stat: the IMAGE has no PATH")
-    source = parse_source(data.image.path)
-    if isinstance(source, VolSource):
-        source = parse_source(action.api.image(source.image_id).source)
-    if isinstance(source, LvmSource):
-        vm = action.api.vm(source.vm_id)
-        ds_id = vm.disk(source.disk_id).datastore_id
-        if ds_id is None and vm.last_history is not None:
-            ds_id = vm.last_history.ds_id             # a volatile disk: the system DS
-        source = LvSource(datastore_vg(action, ds_id), vm_disk_lv(source.vm_id, source.disk_id))
-    if not isinstance(source, LvSource):
-        raise InvalidArgument(f"stat: {data.image.path!r} is not yet supported "
-                              f"(LV, lvm:// and vol:// sources are)")
-    volume = Volume(action.config.check_vg(source.vg), source.lv)
-    lv = action.cluster.on_bridge(lambda h: Disks(action).lv(h, volume), _bridge(action, data))
-    if lv is None:
-        raise NotFound(f"{volume} does not exist")
-    _out(str(-(-lv.size_bytes // MiB)))
+    from .imports import Import
+    job = Import.from_driver_action(action, 0, data)
+    _out(str(-(-job.source_size() // MiB)))
+
+
+def cp(action: Action, argv: list[str]) -> None:
+    """Import PATH into lv-oneimg-<id> (see imports.py); prints `SOURCE FORMAT`."""
+    from .imports import cp as import_image
+    import_image(action, argv)
 
 
 def clone(action: Action, argv: list[str]) -> None:
@@ -168,12 +188,7 @@ def clone(action: Action, argv: list[str]) -> None:
             return
         if existing is not None:
             disks.remove(host, target, present=True)
-        disks.create(host, target, known[source].size_bytes, [INCOMPLETE_TAG])
-        _copy_into(action, disks, host, source, "raw", target,
-                   known[source].active_locally)
-        action.cluster.run_steps(host, [
-            action.cluster.helper("activate", target.vg, target.lv, "n")])
-        disks.retag(host, target, drop=[INCOMPLETE_TAG])
+        copy_to_new_volume(action, disks, host, source, known[source], target)
     action.cluster.on_bridge(on, _bridge(action, data))
     _out(f"{target.vg}/{target.lv} raw")
 
@@ -188,7 +203,403 @@ def monitor(action: Action, argv: list[str]) -> None:
     print(f"USED_MB={total - free}\nFREE_MB={free}\nTOTAL_MB={total}")
 
 
-ACTIONS = {"mkfs": mkfs, "rm": rm, "stat": stat, "clone": clone, "monitor": monitor}
+# ----------------------------------------------------------------- image snapshots, export
+#
+# An image's snapshots are the LVs the TM's snap_create makes for a persistent
+# image disk: full copies `<image LV>-snap-<id>` in the image's VG, named only
+# through LvName.snapshot and found again only by the exact parent test
+# (_parent_of), so `lv-oneimg-5-snap-1` is never confused with `...-snap-10`
+# or with a snapshot of `lv-oneimg-51`.  The VM-disk snapshot of a persistent
+# image and the image's own snapshot are the same LV.
+# (This section's imports stay with it: the module header is edited elsewhere.)
+
+import re  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from ..errors import DriverError  # noqa: E402
+from ..lvm import LogicalVolume  # noqa: E402
+from ..names import Use, check_host, parse_use_tag  # noqa: E402
+from ..nodehelper import READONLY_TAG  # noqa: E402
+from .tm import _read_flag, _release_flag  # noqa: E402
+
+_MD5_RE = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """What an image action works on, from its input alone (no remote call)."""
+    image_id: int
+    volume: Volume                     # the image LV, from IMAGE/SOURCE
+    bridges: tuple[str, ...]           # datastore BRIDGE_LIST, else [storage] bridge_hosts
+    snap_id: int | None = None         # IMAGE/TARGET_SNAPSHOT
+    snapshot: Volume | None = None     # its LV
+
+
+def image_request(action: Action, argv: list[str], snapshot: bool = False) -> ImageRequest:
+    """Parse an image action's input (both calling conventions); `snapshot`: the
+    action needs IMAGE/TARGET_SNAPSHOT."""
+    image_id, data = request(action, argv)
+    image = data.image
+    if image is None:
+        raise InvalidArgument(f"{action.name}: DS_DRIVER_ACTION_DATA has no IMAGE")
+    source = parse_source(image.source) if image.source else None
+    if not isinstance(source, LvSource) or parse_lv_name(source.lv).kind != "image":
+        raise InvalidArgument(f"{action.name}: image SOURCE is not an LV of ours: "
+                              f"{image.source!r}")
+    volume = Volume(action.config.check_vg(source.vg), source.lv)
+    bridges = tuple(_bridge(action, data))
+    if not snapshot:
+        return ImageRequest(image_id, volume, bridges)
+    snap_id = image.target_snapshot
+    if snap_id is None or snap_id < 0:
+        raise InvalidArgument(f"{action.name}: IMAGE {image_id} has no TARGET_SNAPSHOT")
+    return ImageRequest(image_id, volume, bridges, snap_id, snapshot_volume(volume, snap_id))
+
+
+def snapshot_volume(image: Volume, snap_id: int) -> Volume:
+    """The LV of snapshot `snap_id` of `image` (the TM's snap_create name)."""
+    return Volume(image.vg, parse_lv_name(image.lv).snapshot(snap_id))
+
+
+def snapshots_of(image: Volume, names) -> list[Volume]:
+    """The snapshot LVs of `image` among LV `names` (exact parent match), by id."""
+    base = parse_lv_name(image.lv)
+    mine = [name for name in names if _parent_of(name) == base]
+    return [Volume(image.vg, name)
+            for name in sorted(mine, key=lambda name: parse_lv_name(name).snap_id)]
+
+
+def writers(lv: LogicalVolume) -> list[Use]:
+    """VM disks that may be writing `lv`: its use tags, unless the LV carries the
+    read-only mark (every attachment was READONLY; see Disks.set_use)."""
+    if READONLY_TAG in lv.tags:
+        return []
+    return [use for use in map(parse_use_tag, lv.tags) if use]
+
+
+def _refuse_if_used(volume: Volume, users: list[Use], doing: str) -> None:
+    if users:
+        raise LockContention(f"{volume} is in use by VM {users[0].vm_id} on "
+                             f"{users[0].host}: not {doing}")
+
+
+def _check_snapshot(snapshot: Volume, lv: LogicalVolume | None) -> None:
+    if lv is None:
+        raise NotFound(f"snapshot {snapshot} does not exist")
+    if INCOMPLETE_TAG in lv.tags:
+        raise NotFound(f"snapshot {snapshot} is incomplete (its copy was interrupted)")
+
+
+def _restore(action: Action, disks: Disks, host: str, image: Volume, image_lv: LogicalVolume,
+             snapshot: Volume, snap_lv: LogicalVolume) -> None:
+    """Make every byte of `image` read as `snapshot`, in one remote script on
+    `host`: read-activate the snapshot, activate the image exclusively, zero the
+    image's tail beyond the snapshot's size (an image grown after the snapshot),
+    copy (zero runs written as write-zeroes: the image is not known zero), then
+    release both.  Both are released also when a step fails.  An image smaller
+    than its snapshot is grown first."""
+    cluster = action.cluster
+    image_size = image_lv.size_bytes
+    if snap_lv.size_bytes > image_size:
+        with cluster.locked(image.vg):
+            cluster.lvm(host).extend(image.vg, image.lv, snap_lv.size_bytes)
+        image_size = snap_lv.size_bytes
+        action.log(f"grew {image} to {image_size // MiB} MiB (the size of {snapshot})")
+    steps, release = [], []
+    if not snap_lv.active_locally:
+        steps.append(cluster.helper("activate", snapshot.vg, snapshot.lv, _read_flag(action)))
+        release.append(cluster.helper("activate", snapshot.vg, snapshot.lv,
+                                      _release_flag(action)))
+    steps.append(cluster.helper("activate", image.vg, image.lv,
+                                cluster.lvm(host).policy.flag("exclusive")))
+    release.append(cluster.helper("activate", image.vg, image.lv, "n"))
+    if image_size > snap_lv.size_bytes:
+        steps.append(disks.zero_command(image.device, snap_lv.size_bytes,
+                                        image_size - snap_lv.size_bytes))
+    steps.append(disks.copy_command(snapshot.device, image.device, "raw", target_is_zero=False))
+    _run_reading(action, host, snapshot, steps, release)
+    action.log(f"{image} now holds the data of {snapshot}")
+
+
+def _run_reading(action: Action, host: str, source: Volume, steps: list, release: list):
+    """Run steps + release as one script while `source` is read on `host`; on a
+    failure run `release` alone (best effort) and re-raise.  The per-host read
+    lock is the one clones take (tm._copy_into), so no other action's release
+    deactivates `source` under this read."""
+    from ..locking import named_lock
+    with named_lock(action.config, f"read-{source.device.replace('/', '_')}@{host}"):
+        try:
+            return action.cluster.run_steps(host, steps + release)
+        except Exception:
+            if release:
+                try:
+                    action.cluster.run_steps(host, release)
+                except Exception as exc:  # keep the first error; say what stayed
+                    detail = exc.one_line() if isinstance(exc, DriverError) else repr(exc)
+                    action.log(f"could not release {source} on {host}: {detail}")
+            raise
+
+
+def snap_delete(action: Action, argv: list[str]) -> None:
+    """Remove the image snapshot LV IMAGE/TARGET_SNAPSHOT (exact name); a missing
+    one is fine (idempotent, logged).  Allowed while the image is in use: the
+    snapshot is a separate LV no VM has open."""
+    req = image_request(action, argv, snapshot=True)
+    disks = Disks(action)
+
+    def on(host: str) -> None:
+        if req.snapshot not in disks.lvs(host, [req.snapshot]):
+            action.log(f"{req.snapshot} already gone")
+            return
+        disks.remove(host, req.snapshot, present=True)
+    action.cluster.on_bridge(on, req.bridges)
+
+
+def snap_revert(action: Action, argv: list[str]) -> None:
+    """Copy snapshot IMAGE/TARGET_SNAPSHOT back over the image LV on a bridge host.
+    Refused (LockContention) while a VM uses the image; NotFound when the
+    snapshot is missing or incomplete.  Both LVs are inactive afterwards."""
+    req = image_request(action, argv, snapshot=True)
+    disks = Disks(action)
+
+    def on(host: str) -> None:
+        known = disks.lvs(host, [req.volume, req.snapshot])
+        image_lv = known.get(req.volume)
+        if image_lv is None:
+            raise NotFound(f"image LV {req.volume} does not exist")
+        _refuse_if_used(req.volume, disks.uses(image_lv), "reverting it")
+        _check_snapshot(req.snapshot, known.get(req.snapshot))
+        _restore(action, disks, host, req.volume, image_lv, req.snapshot, known[req.snapshot])
+    action.cluster.on_bridge(on, req.bridges)
+
+
+def snap_flatten(action: Action, argv: list[str]) -> None:
+    """OpenNebula's flatten: the image becomes the content of snapshot
+    IMAGE/TARGET_SNAPSHOT and ALL the image's snapshots are removed.  Refused
+    while a VM uses the image.
+
+    Order, for re-running after a crash: copy the target over the image, then
+    remove the other snapshots, the target LAST (one removal script, in that
+    order).  So a run that died anywhere left the target in place unless
+    everything was done, and a re-run copies again and finishes.  Hence on a
+    re-run:
+      * target present: copy it again (the same bytes), remove all snapshots;
+      * target gone and no snapshot left: already flattened -- logged, success
+        (also when the target never existed: nothing to remove, and oned's
+        empty snapshot list then matches the VG);
+      * target gone but other snapshots left: that is not a state this action
+        leaves behind, so the target never existed or was removed outside it;
+        NotFound, nothing touched (removing the rest would lose snapshots
+        without giving the image the requested content).
+    """
+    req = image_request(action, argv, snapshot=True)
+    disks = Disks(action)
+
+    def on(host: str) -> None:
+        report = {lv.name: lv for lv in action.cluster.lvm(host).lvs(req.volume.vg)}
+        image_lv = report.get(req.volume.lv)
+        if image_lv is None:
+            raise NotFound(f"image LV {req.volume} does not exist")
+        _refuse_if_used(req.volume, disks.uses(image_lv), "flattening it")
+        others = [s for s in snapshots_of(req.volume, report) if s != req.snapshot]
+        target = report.get(req.snapshot.lv)
+        if target is None:
+            if others:
+                raise NotFound(f"snapshot {req.snapshot} does not exist (the image still has "
+                               f"{', '.join(s.lv for s in others)}): not flattening")
+            action.log(f"{req.snapshot} and every other snapshot of {req.volume} are gone: "
+                       f"flattened already")
+            return
+        _check_snapshot(req.snapshot, target)
+        _restore(action, disks, host, req.volume, image_lv, req.snapshot, target)
+        disks.remove(host, *others, req.snapshot, present=True)
+    action.cluster.on_bridge(on, req.bridges)
+
+
+def parse_md5sum(stdout: str, name: str = "-") -> str:
+    """The digest `md5sum` printed for `name` (`<32 hex>  <name>`; "-": its stdin)."""
+    for line in stdout.splitlines():
+        digest, _, printed = line.strip().partition("  ")
+        if printed == name and _MD5_RE.fullmatch(digest):
+            return digest
+    raise DriverError(f"md5sum printed no checksum of {name}: "
+                      f"{' '.join(stdout.split())[:200]!r}")
+
+
+def _plain_word(what: str, word: str) -> str:
+    """`word` unchanged, if no shell would change it.  The marketplace driver runs
+    DISPOSE_CMD unquoted (`$DISPOSE_CMD`: split on blanks and globbed, quotes
+    left as they are) and downloader.sh splits IMPORT_SOURCE on blanks, so a
+    word that needs quoting would break both: refused."""
+    import shlex
+    if not isinstance(word, str) or not word or shlex.quote(word) != word:
+        raise InvalidArgument(f"export: {what} {word!r} needs shell quoting, which "
+                              f"IMPORT_SOURCE and DISPOSE_CMD cannot carry")
+    return word
+
+
+def export_dir(action: Action, data) -> str:
+    """The image datastore's directory on the shared GFS2: its BASE_PATH if that
+    lies under [storage] gfs2_mount, else <gfs2_mount>/datastores/<datastore id>
+    (the rule of imports.Import.from_driver_action; here both paths are
+    normalised first and '..' is refused)."""
+    from ..names import normalize_abspath
+    mount = normalize_abspath(action.config.gfs2_mount, "gfs2_mount").rstrip("/")
+    ds = data.datastore
+    if ds is not None and ds.base_path:
+        base = normalize_abspath(ds.base_path, "datastore BASE_PATH")
+        if (base + "/").startswith(mount + "/"):
+            return base
+    image = data.image
+    ds_id = ds.id if ds is not None else (image.datastore_id if image is not None else None)
+    if ds_id is None:
+        raise InvalidArgument("export: DS_DRIVER_ACTION_DATA names no datastore")
+    return f"{mount}/datastores/{ds_id}"
+
+
+def export_file(action: Action, data, image_id: int) -> str:
+    """The temporary export file of image `image_id` (see `export`)."""
+    return _plain_word("export file", f"{export_dir(action, data)}/.export-{image_id}.raw")
+
+
+def export_source(host: str, path: str) -> str:
+    """IMPORT_SOURCE in the pseudo-URL form OpenNebula's downloader.sh reads
+    (`ssh://[user@]host:path`, fetched as `ssh host cat path`)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidArgument(f"export: invalid path {path!r}")
+    return f"ssh://{check_host(host)}:{_plain_word('path', path)}"
+
+
+def dispose_command(host: str, path: str) -> str:
+    """DISPOSE_CMD: what the marketplace driver runs on the front-end (as oneadmin)
+    once it has its copy: remove the export file `path` on `host`."""
+    import shlex
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidArgument(f"export: invalid path {path!r}")
+    return shlex.join(["ssh", check_host(host), "rm", "-f", _plain_word("path", path)])
+
+
+def import_info_xml(source: str, md5: str, size_mb: int, dispose_cmd: str | None = None,
+                    fmt: str = "raw") -> str:
+    """The one line `export` prints: <IMPORT_INFO> with the text escaped by lxml.
+    With `dispose_cmd` (IMPORT_SOURCE is a temporary copy): DISPOSE YES and
+    DISPOSE_CMD; without: DISPOSE NO."""
+    from lxml import etree
+    if not isinstance(md5, str) or not _MD5_RE.fullmatch(md5):
+        raise InvalidArgument(f"export: invalid MD5 {md5!r}")
+    if isinstance(size_mb, bool) or not isinstance(size_mb, int) or size_mb < 0:
+        raise InvalidArgument(f"export: invalid SIZE {size_mb!r}")
+    fields = [("IMPORT_SOURCE", source), ("MD5", md5), ("SIZE", str(size_mb)),
+              ("FORMAT", fmt), ("DISPOSE", "NO" if dispose_cmd is None else "YES")]
+    if dispose_cmd is not None:
+        fields.append(("DISPOSE_CMD", dispose_cmd))
+    root = etree.Element("IMPORT_INFO")
+    for tag, text in fields:
+        if not isinstance(text, str) or not text or "\n" in text or "\r" in text:
+            raise InvalidArgument(f"export: invalid {tag} {text!r}")
+        try:
+            etree.SubElement(root, tag).text = text
+        except ValueError as exc:           # control characters: not XML text
+            raise InvalidArgument(f"export: invalid {tag} {text!r}: {exc}") from None
+    return etree.tostring(root, encoding="unicode")
+
+
+def export(action: Action, argv: list[str]) -> None:
+    """Marketplace export: one line `<IMPORT_INFO>` (IMPORT_SOURCE, MD5, SIZE in MB
+    rounded up, FORMAT raw, DISPOSE YES, DISPOSE_CMD).
+
+    Choice: a temporary export file plus DISPOSE, the scheme OpenNebula defines
+    for a source that must be removed after the marketplace import (the market
+    driver runs DISPOSE_CMD once it has its copy).  Pointing IMPORT_SOURCE at
+    the LV's device node, as OpenNebula's lvm driver does, does not work here:
+    the node exists only while the LV is active on that host, and this driver
+    cannot leave it active -- under lvmlockd a leftover activation blocks
+    exclusive use of the image on every other host, and nothing would ever
+    release it.  The file costs GFS2 space (the image's data; zero runs stay
+    holes) until the marketplace disposes of it.
+
+    On the first reachable bridge host, in ONE remote script: `mkdir -p` the
+    datastore directory (export_dir: BASE_PATH under gfs2_mount, else
+    <gfs2_mount>/datastores/<ds id>); read-activate the LV (shared); `qemu-img
+    convert -q -f raw -O raw -t none <device> <file>.part` (a sparse raw copy);
+    `md5sum` of it; release the LV; `mv -f` the .part to `<dir>/.export-<image
+    id>.raw`.  So the file appears only when everything else succeeded.  When
+    a step fails, the LV is released and the .part removed (each best effort,
+    separately), under the same per-host read lock clones take
+    (tm._copy_into).  An LV already active there (a read-only VM on that
+    host) is read as it is and left active.  Refused (LockContention) while a
+    VM that may write the image uses it: a checksum or copy of a disk being
+    written is inconsistent.  A VM that is merely powered off still counts
+    (its host keeps the LV active).
+
+    IMPORT_SOURCE is `ssh://<host>:<file>` (downloader.sh: `ssh <host> cat
+    <file>`; the file is on the shared GFS2, so any node could serve it) and
+    DISPOSE_CMD `ssh <host> rm -f <file>`: both run on the front-end as
+    oneadmin, and the marketplace runs DISPOSE_CMD unquoted, so a path that
+    needs shell quoting is refused before anything runs.  A second export of
+    the same image overwrites the same file.
+    """
+    req = image_request(action, argv)
+    _, data = request(action, argv)        # image_request keeps only the image's part
+    target = export_file(action, data, req.image_id)
+    disks = Disks(action)
+    volume = req.volume
+
+    def on(host: str):
+        source, dispose = export_source(host, target), dispose_command(host, target)
+        lv = disks.lv(host, volume)
+        if lv is None:
+            raise NotFound(f"image LV {volume} does not exist")
+        if INCOMPLETE_TAG in lv.tags:
+            raise NotFound(f"image LV {volume} is incomplete (a copy into it was interrupted)")
+        _refuse_if_used(volume, writers(lv),
+                        "exporting it (a copy of a disk a VM may write is inconsistent)")
+        md5 = _export_on(action, host, volume, lv.active_locally, target)
+        return host, source, dispose, md5, lv.size_bytes
+    host, source, dispose, md5, size_bytes = action.cluster.on_bridge(on, req.bridges)
+    action.log(f"{volume}: exported to {host}:{target}, md5 {md5}, {size_bytes} bytes")
+    _out(import_info_xml(source, md5, -(-size_bytes // MiB), dispose))
+
+
+def export_steps(action: Action, volume: Volume, active_here: bool,
+                 target: str) -> tuple[list, list]:
+    """(the export script, the cleanup run alone when it fails) for `export`."""
+    import posixpath
+    helper, part = action.cluster.helper, f"{target}.part"
+    activate, release = [], []
+    if not active_here:
+        activate.append(helper("activate", volume.vg, volume.lv, _read_flag(action)))
+        release.append(helper("activate", volume.vg, volume.lv, _release_flag(action)))
+    steps = ([["mkdir", "-p", posixpath.dirname(target)]] + activate
+             + [["qemu-img", "convert", "-q", "-f", "raw", "-O", "raw", "-t", "none",
+                 volume.device, part],
+                ["md5sum", part]]
+             + release + [["mv", "-f", part, target]])
+    return steps, release + [["rm", "-f", part]]
+
+
+def _export_on(action: Action, host: str, volume: Volume, active_here: bool,
+               target: str) -> str:
+    """Run export_steps on `host`; the MD5 of the export file."""
+    from ..locking import named_lock
+    steps, cleanup = export_steps(action, volume, active_here, target)
+    with named_lock(action.config, f"read-{volume.device.replace('/', '_')}@{host}"):
+        try:
+            result = action.cluster.run_steps(host, steps)
+        except Exception:
+            for step in cleanup:          # one by one: a failed release still removes
+                try:
+                    action.cluster.run_steps(host, [step])
+                except Exception as exc:  # keep the first error; say what stayed
+                    detail = exc.one_line() if isinstance(exc, DriverError) else repr(exc)
+                    action.log(f"export cleanup on {host} failed: {detail}")
+            raise
+    return parse_md5sum(result.stdout, f"{target}.part")
+
+
+ACTIONS = {"cp": cp, "mkfs": mkfs, "rm": rm, "stat": stat, "clone": clone, "monitor": monitor,
+           "snap_delete": snap_delete, "snap_revert": snap_revert,
+           "snap_flatten": snap_flatten, "export": export}
 
 
 def main(name: str, argv: list[str]) -> int:

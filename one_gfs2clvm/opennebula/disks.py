@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 
-from ..errors import ConnectError, InvalidArgument, NotFound, RemoteTimeout
+from ..errors import ConnectError, InvalidArgument, LockContention, NotFound, RemoteTimeout
 from ..lvm import LogicalVolume
 from ..names import Use, check_host, lv_device_path, parse_lv_name, parse_use_tag
 from ..nodehelper import READONLY_TAG
@@ -95,12 +96,37 @@ class Disks:
         return [use for use in map(parse_use_tag, lv.tags) if use]
 
     # -- metadata changes (front-end VG lock) ---------------------------------
-    def create(self, host: str, volume: Volume, size_bytes: int, tags: list[str]) -> None:
-        """Create `volume` inactive; undo removes it again."""
+    def create(self, host: str, volume: Volume, size_bytes: int, tags: list[str],
+               undo_hosts: list[str] | None = None) -> None:
+        """Create `volume` inactive; undo removes it again (on `host`, or on the
+        first of `undo_hosts` that can, should `host` die meanwhile)."""
         with self.cluster.locked(volume.vg):
             self.cluster.lvm(host).create(volume.vg, volume.lv, round_up_mib(size_bytes), tags)
         self.action.log(f"created {volume} ({round_up_mib(size_bytes) // MiB} MiB)")
-        self.action.undo.push(f"remove {volume}", lambda: self.remove(host, volume))
+        if undo_hosts:
+            hosts = [host] + [h for h in undo_hosts if h != host]
+            self.action.undo.push(f"remove {volume}", lambda: self.discard(volume, hosts))
+        else:
+            self.action.undo.push(f"remove {volume}", lambda: self.remove(host, volume))
+
+    def discard(self, volume: Volume, hosts: list[str], wait: float | None = None) -> str:
+        """Remove an unfinished LV from the first of `hosts` that can.  A host
+        that died while it had the LV active keeps its lock until the lock
+        manager recovers (dlm: the node left the membership), so lock
+        contention is retried for up to `wait` (default: lock_timeout) seconds."""
+        deadline = time.monotonic() + (self.config.lock_timeout if wait is None else wait)
+        while True:
+            problems = []
+            for host in hosts:
+                try:
+                    self.remove(host, volume)
+                    return host
+                except (ConnectError, RemoteTimeout, LockContention) as exc:
+                    problems.append(exc)
+            if time.monotonic() >= deadline or \
+                    not any(isinstance(p, LockContention) for p in problems):
+                raise problems[-1]
+            time.sleep(2.0)
 
     def remove(self, host: str, *volumes: Volume, present: bool = False) -> None:
         """Deactivate here and remove, in one script under the VG lock; missing

@@ -263,6 +263,18 @@ def _copy_into(action: Action, disks: Disks, host: str, source, source_format: s
     action.log(f"copied {source_path} into {target} on {host}")
 
 
+def copy_to_new_volume(action: Action, disks: Disks, host: str, source: Volume, source_lv,
+                       target: Volume, tags: list[str] = (), undo_hosts=None) -> None:
+    """A new LV `target` with the bytes of `source` (whose report is source_lv),
+    copied on `host`: created incomplete, filled, released, mark dropped.
+    The caller has checked that target is absent or removed its leftover."""
+    disks.create(host, target, source_lv.size_bytes, [INCOMPLETE_TAG, *tags],
+                 undo_hosts=undo_hosts)
+    _copy_into(action, disks, host, source, "raw", target, source_lv.active_locally)
+    disks.deactivate(host, target)
+    disks.retag(host, target, drop=[INCOMPLETE_TAG])
+
+
 def _read_flag(action: Action) -> str:
     """Activation for reading a copy source on one host without excluding others."""
     return {"lvmlockd": "sy", "clvmd": "ly", "none": "y"}[action.config.lock_mode]

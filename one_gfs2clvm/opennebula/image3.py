@@ -1,0 +1,136 @@
+"""Image manager, OpenNebula 3.x layout (`/var/lib/one/remotes/image/fs/<action>`).
+
+3.2's one_image.rb runs these on the management node with the image id
+appended once more, and answers `<ACTION> SUCCESS <id> <stdout>`; stdout is
+`SOURCE SIZE_MB`.  No datastores: volumes go to the first configured VG,
+workers are [storage] bridge_hosts, staging for qcow2/vmdk/vdi imports and
+ISO copies is <gfs2>/images.  Same engine as the modern datastore actions.
+
+    cp    PATH ID [ID]          import (file, GFS2 file, URL, lvm://, vol://, .isox)
+    mkfs  FSTYPE SIZE_MB ID [ID] datablock (FSTYPE raw: no filesystem)
+    mv    SRC DST|- ID [ID]     saveas (DST -): copy the VM disk SRC links to into
+                                lv-oneimg-<ID>; persistent save-back: nothing moves
+    rm    SOURCE ID [ID]        remove (refused while a VM uses it)
+
+Choices written down: RESTRICTED_DIRS "/" and SAFE_DIRS "/var/tmp" (3.2's
+fs.conf defaults are not read); lvm:// and vol:// check the image owner's
+rights through oned like the modern driver (3.2's driver checked nothing).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InvalidArgument, NotFound
+from ..names import IsoxSource, LvSource, image_lv, parse_source
+from ..streaming import Checksums
+from . import runtime
+from .datastore import make_datablock, remove_image
+from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
+from .imports import DEFAULT_RESTRICTED, DEFAULT_SAFE, Import
+from .runtime import Action
+from .tm import _args, _int, copy_to_new_volume, linked_volume
+
+
+def _image_id(action: Action, text: str, repeated: str) -> int:
+    image_id = _int(text, "image id")
+    if repeated and repeated != text:
+        raise InvalidArgument(f"image id given twice and different: {text} {repeated}")
+    return image_id
+
+
+def _bridges(action: Action) -> list[str]:
+    return list(action.config.bridge_hosts)
+
+
+def _reply(source: str, size_bytes: int) -> None:
+    sys.stdout.write(f"{source} {-(-size_bytes // MiB)}\n")
+    sys.stdout.flush()
+
+
+def cp3(action: Action, argv: list[str]) -> None:
+    path, id_arg, again = _args(argv, 2, "cp PATH ID", optional=1)
+    image_id = _image_id(action, id_arg, again)
+    mount = action.config.gfs2_mount.rstrip("/")
+    source = parse_source(path)
+    owner = None
+    if not isinstance(source, IsoxSource) and path.startswith(("lvm://", "vol://")):
+        owner = action.api.image(image_id)
+    job = Import(action, image_id, path, action.config.default_vg, _bridges(action),
+                 f"{mount}/images", Checksums(), DEFAULT_RESTRICTED, DEFAULT_SAFE, owner=owner)
+    line = job.run()
+    result = line.rsplit(" ", 1)[0]
+    if isinstance(parse_source(result), LvSource):
+        lv = job.disks.lv(job.host, job.target)
+        if lv is None:
+            raise NotFound(f"{job.target} vanished after the import")
+        _reply(result, lv.size_bytes)
+    else:
+        size = action.cluster.remote(job.host).run(["stat", "-L", "-c", "%s", "--", result])
+        _reply(result, int(size.stdout.strip()))
+
+
+def mkfs3(action: Action, argv: list[str]) -> None:
+    fs, size_arg, id_arg, again = _args(argv, 3, "mkfs FSTYPE SIZE_MB ID", optional=1)
+    image_id = _image_id(action, id_arg, again)
+    size_mb = _int(size_arg, "size")
+    volume = Volume(action.config.default_vg, image_lv(image_id))
+    make_datablock(action, volume, size_mb, "" if fs in ("raw", "-", "") else fs,
+                   _bridges(action))
+    _reply(str(volume), size_mb * MiB)
+
+
+def mv3(action: Action, argv: list[str]) -> None:
+    src, dst, id_arg, again = _args(argv, 3, "mv SRC DST|- ID", optional=1)
+    image_id = _image_id(action, id_arg, again)
+    disks = Disks(action)
+
+    def on(host: str) -> None:
+        if not src.startswith("/"):
+            raise InvalidArgument(f"mv: SRC must be a VM disk path, got {src!r}")
+        volume = linked_volume(disks, host, src)
+        if volume is None:
+            raise NotFound(f"mv: {src} is not a link to one of our LVs (on {host})")
+        if dst != "-":
+            # persistent save-back: the VM wrote into the image LV itself
+            target = parse_source(dst)
+            if not isinstance(target, LvSource) or \
+                    (target.vg, target.lv) != (volume.vg, volume.lv):
+                raise InvalidArgument(f"mv: {src} uses {volume}, not the image {dst}")
+            lv = disks.lv(host, volume)
+            action.log(f"{volume} is the image itself: nothing to move")
+            _reply(dst, lv.size_bytes if lv is not None else 0)
+            return
+        # saveas: a new image volume with the VM disk's bytes
+        target = Volume(volume.vg, image_lv(image_id))
+        known = disks.lvs(host, [volume, target])
+        if volume not in known:
+            raise NotFound(f"{volume} does not exist")
+        existing = known.get(target)
+        if existing is not None and INCOMPLETE_TAG not in existing.tags:
+            action.log(f"{target} already saved")
+            _reply(str(target), existing.size_bytes)
+            return
+        if existing is not None:
+            disks.remove(host, target, present=True)
+        copy_to_new_volume(action, disks, host, volume, known[volume], target,
+                           undo_hosts=_bridges(action))
+        action.log(f"saved {volume} as image {target}")
+        _reply(str(target), known[volume].size_bytes)
+    action.cluster.on_bridge(on, _bridges(action))
+
+
+def rm3(action: Action, argv: list[str]) -> None:
+    source, id_arg, again = _args(argv, 2, "rm SOURCE ID", optional=1)
+    remove_image(action, _image_id(action, id_arg, again), source, _bridges(action))
+
+
+COMMANDS = {"cp": cp3, "mkfs": mkfs3, "mv": mv3, "rm": rm3}
+
+
+def main(name: str, argv: list[str]) -> int:
+    function = COMMANDS.get(name)
+    if function is None:
+        sys.stderr.write(f"gfs2clvm: unknown 3.x image action {name!r}\n")
+        return 2
+    return runtime.run(f"image {name}", function, argv, legacy=True)

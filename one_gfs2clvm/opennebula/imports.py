@@ -1,0 +1,498 @@
+"""Datastore `cp`: import an image into `lv-oneimg-<image id>`.
+
+PATH forms and where the bytes travel:
+  * a file on the management node (a Sunstone upload, a CLI path): read here
+    and streamed over SSH to a bridge worker, sparse-aware (holes and zero
+    chunks travel as a few bytes); raw goes straight into the LV, qcow2 /
+    vmdk / vdi are staged as a sparse file on GFS2 and converted there;
+  * a file on GFS2 (not present on the management node): converted on a
+    worker with qemu-img, never leaving the SAN;
+  * http(s)://: downloaded by the management node (workers need no route to
+    the web) and streamed like a local file;
+  * lvm://VM/DISK and vol://IMAGE: copied LV to LV on a worker, after checking
+    that the image's owner may use that VM / image (and that the VM is quiescent);
+  * *.isox: no LVM; the ISO stays a file on GFS2 and its path becomes SOURCE
+    (a management-node ISO is first copied to <datastore dir>/<image id>.isox).
+Choices written down: a local file wins over a GFS2 file of the same path
+(OpenNebula's PATH means the management node's); RESTRICTED_DIRS/SAFE_DIRS
+apply to every path after symlinks are resolved, with OpenNebula's defaults
+("/" and "/var/tmp") when the datastore sets neither; inputs are probed and
+only raw, qcow2, monolithic vmdk and vdi without backing or data files are
+converted, so an image cannot make qemu-img read another file.
+A failed import removes the LV it made (from another bridge host if the
+worker died); a re-run after success prints the same SOURCE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import urllib.error
+import urllib.request
+
+from ..errors import DriverError, InvalidArgument, LockContention, NotFound
+from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, VolSource,
+                     image_lv, parse_source)
+from ..streaming import (Checksums, Framer, Progress, check_image_info, check_restricted,
+                         file_segments, header_virtual_size, receiver_step, sniff_format,
+                         stream_segments)
+from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
+from .runtime import Action
+
+HEADER_BYTES = 64 << 10
+DEFAULT_RESTRICTED = ["/"]
+DEFAULT_SAFE = ["/var/tmp"]
+# An image LV made by `one-gfs2clvm image import` for an admin-chosen id: the
+# datastore's cp never takes such an LV for its own image of the same id.
+CLI_TAG = "one-cli-import"
+
+
+class DownloadError(DriverError):
+    """An http(s) source could not be fetched."""
+
+    exit_code = 3
+
+
+class Import:
+    """One import into lv-oneimg-<image_id>: where from, where to, which rules."""
+
+    def __init__(self, action: Action, image_id: int, path: str, vg: str,
+                 bridges: list[str], datastore_dir: str, checksums: Checksums,
+                 restricted: list[str], safe: list[str], owner=None,
+                 progress_callback=None):
+        self.action = action
+        self.image_id = image_id
+        self.path = path
+        self.disks = Disks(action)
+        self.target = Volume(vg, image_lv(image_id))
+        self.bridges = bridges
+        self.datastore_dir = datastore_dir
+        self.checksums = checksums
+        self.restricted, self.safe = restricted, safe
+        self.owner = owner              # the IMAGE (uid, uname) for vol:// and lvm:// checks
+        self.progress_callback = progress_callback
+        self.from_cli = False           # `one-gfs2clvm image import` sets it
+        self._host: str | None = None
+
+    @classmethod
+    def from_driver_action(cls, action: Action, image_id: int, data) -> "Import":
+        from .datastore import _bridge, _vg
+        image, datastore = data.image, data.datastore
+        ds_value = datastore.template_value if datastore is not None else (lambda name: None)
+        restricted, safe = ds_value("RESTRICTED_DIRS"), ds_value("SAFE_DIRS")
+        mount = action.config.gfs2_mount.rstrip("/")
+        base = posixpath.normpath(datastore.base_path) if datastore is not None and \
+            datastore.base_path else ""          # oned's BASE_PATH often has a '//'
+        if not (base + "/").startswith(mount + "/"):
+            ds_id = datastore.id if datastore is not None else image.datastore_id
+            base = f"{mount}/datastores/{ds_id}"
+        return cls(action, image_id, image.path, _vg(action, data), _bridge(action, data), base,
+                   Checksums(image.template_value("MD5"), image.template_value("SHA1")),
+                   restricted.split() if restricted is not None else DEFAULT_RESTRICTED,
+                   safe.split() if safe is not None else DEFAULT_SAFE, owner=image)
+
+    # -- where ---------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        """The first reachable bridge worker (host key checked on connect)."""
+        if self._host is None:
+            def reachable(host: str) -> str:
+                self.action.cluster.remote(host).transport()
+                return host
+            self._host = self.action.cluster.on_bridge(reachable, self.bridges)
+        return self._host
+
+    def log(self, message: str) -> None:
+        self.action.log(message)
+
+    # -- entry -----------------------------------------------------------------
+    def run(self) -> str:
+        """Import; return the `SOURCE FORMAT` line."""
+        source = parse_source(self.path)
+        if isinstance(source, IsoxSource):
+            return f"{self._isox(source.path)} raw"
+        if isinstance(source, LvSource):
+            raise InvalidArgument(f"cp: {self.path!r} names an LV directly; use "
+                                  f"vol://<image id> or lvm://<vm id>/<disk id> (their "
+                                  f"permissions are checked)")
+        done = self._already_imported()
+        if done:
+            return done
+        if isinstance(source, (LvmSource, VolSource)):
+            self._from_volume(source)
+        elif isinstance(source, UrlSource):
+            self._from_url(source.url)
+        elif isinstance(source, FileSource):
+            if os.path.lexists(source.path):
+                self._from_local_file(source.path)
+            else:
+                self._from_worker_file(source.path)
+        else:
+            raise InvalidArgument(f"cp: unsupported PATH {self.path!r}")
+        return f"{self.target} raw"
+
+    def _already_imported(self) -> str | None:
+        existing = self.disks.lv(self.host, self.target)
+        if existing is None:
+            return None
+        if (CLI_TAG in existing.tags) != self.from_cli:
+            raise LockContention(f"{self.target} already exists and was "
+                                 f"{'' if CLI_TAG in existing.tags else 'not '}made by "
+                                 f"`one-gfs2clvm image import`: not reusing it")
+        if INCOMPLETE_TAG not in existing.tags:
+            self.log(f"{self.target} already imported")
+            return f"{self.target} raw"
+        self.log(f"{self.target} is left over from an interrupted import: recreating it")
+        self.disks.remove(self.host, self.target, present=True)
+        return None
+
+    # -- LV targets ------------------------------------------------------------
+    def _create_target(self, size_bytes: int) -> None:
+        if size_bytes <= 0:
+            raise InvalidArgument(f"cp: {self.path}: the image is empty")
+        self.disks.create(self.host, self.target, size_bytes, self._new_tags(),
+                          undo_hosts=self.bridges)
+
+    def _new_tags(self) -> list[str]:
+        return [INCOMPLETE_TAG] + ([CLI_TAG] if self.from_cli else [])
+
+    def _finish_target(self) -> None:
+        """Checksum verified (by the caller), LV inactive, incomplete mark dropped."""
+        self.disks.deactivate(self.host, self.target)
+        self.disks.retag(self.host, self.target, drop=[INCOMPLETE_TAG])
+
+    def _activate_target(self) -> list:
+        cluster = self.action.cluster
+        steps = [cluster.helper("activate", self.target.vg, self.target.lv,
+                                cluster.lvm(self.host).policy.flag("exclusive"))]
+        if self.action.config.zero_on_create:
+            steps.append(self.disks.zero_command(self.target.device))
+        return steps
+
+    # -- streamed sources (management node file, URL) ------------------------------
+    def _stream(self, steps_before: list, receiver, segments, total: int | None,
+                what: str) -> Framer:
+        progress = Progress(self.log, what, total, callback=self.progress_callback)
+        framer = Framer(segments, self.checksums, progress)
+        self.action.cluster.run_steps(self.host, steps_before + [receiver], stdin=framer)
+        progress.finish()
+        self.log(f"{what}: {framer.data_bytes / MiB:.1f} MiB of data sent, "
+                 f"{(framer.total - framer.data_bytes) / MiB:.1f} MiB of zeroes skipped")
+        return framer
+
+    def _stream_into_lv(self, segments, size: int, what: str) -> None:
+        self._create_target(size)
+        receiver = receiver_step("device", self.target.device,
+                                 known_zero=self.disks.target_is_zero())
+        framer = self._stream(self._activate_target(), receiver, segments, size, what)
+        if framer.total != size:
+            raise DownloadError(f"{what}: got {framer.total} bytes, expected {size}")
+        self.checksums.verify()
+        self._finish_target()
+
+    def _stage(self, segments, total: int | None, what: str, fmt: str) -> str:
+        """Stream into a sparse file on GFS2; removed when the import ends."""
+        staged = f"{self.datastore_dir}/.import-{self.image_id}.{fmt}"
+        self.action.undo.push(f"remove staging file {staged}",
+                              lambda: self._remove_file(staged))
+        self._stream([["mkdir", "-p", self.datastore_dir]],
+                     receiver_step("file", staged, known_zero=True), segments, total,
+                     what)
+        self.checksums.verify()
+        return staged
+
+    def _remove_file(self, path: str) -> None:
+        hosts = [self.host] + [h for h in self.bridges if h != self.host]
+        self.action.cluster.on_bridge(
+            lambda h: self.action.cluster.remote(h).run(["rm", "-f", path]), hosts)
+
+    def _from_local_file(self, path: str) -> None:
+        real = os.path.realpath(path)
+        check_restricted(real, self.restricted, self.safe)
+        try:
+            stream = open(real, "rb")
+        except OSError as exc:
+            raise InvalidArgument(f"cp: cannot read {path}: {exc.strerror}") from None
+        with stream:
+            if not os.path.isfile(real):
+                raise InvalidArgument(f"cp: {path} is not a regular file")
+            fmt = sniff_format(stream.read(HEADER_BYTES))
+            stream.seek(0)
+            size = os.fstat(stream.fileno()).st_size
+            what = f"import of {path} ({fmt})"
+            if fmt == "raw":
+                self._stream_into_lv(file_segments(stream), size, what)
+                return
+            staged = self._stage(file_segments(stream), size, what, fmt)
+        self._convert_staged(staged, fmt)
+
+    def _from_url(self, url: str) -> None:
+        response = _open_url(url, self.action.config.ssh.connect_timeout * 3)
+        with response:
+            length = response.headers.get("Content-Length")
+            size = int(length) if length and length.isdigit() else None
+            header = _read_up_to(response, HEADER_BYTES, url)
+            fmt = sniff_format(header)
+            what = f"download of {url} ({fmt})"
+            segments = _download_errors(stream_segments(response, header), url)
+            if fmt == "raw" and size is not None:
+                self._stream_into_lv(segments, size, what)
+                return
+            staged = self._stage(segments, size, what, fmt)
+        self._convert_staged(staged, fmt)
+
+    def _convert_staged(self, staged: str, sniffed: str) -> None:
+        try:
+            fmt, size = self._probe(staged)
+            if fmt != sniffed:
+                raise InvalidArgument(f"cp: qemu-img sees {fmt}, the header said {sniffed}")
+            self._convert(staged, fmt, size)
+        finally:
+            self._remove_file(staged)
+
+    # -- files on GFS2 ----------------------------------------------------------
+    def _probe(self, path: str) -> tuple[str, int]:
+        result = self.action.cluster.remote(self.host).run(
+            ["qemu-img", "info", "--output", "json", path])
+        try:
+            info = json.loads(result.stdout)
+        except ValueError:
+            raise InvalidArgument(f"cp: {self.host}: cannot read image {path}") from None
+        return check_image_info(info, path)
+
+    def _from_worker_file(self, path: str) -> None:
+        remote = self.action.cluster.remote(self.host)
+        resolved = remote.run(["readlink", "-e", "--", path], check=False)
+        if resolved.exit_status != 0:
+            raise NotFound(f"cp: {path} exists neither on the management node nor on "
+                           f"{self.host} (GFS2)")
+        real = resolved.stdout.strip()
+        mount = self.action.config.gfs2_mount.rstrip("/")
+        if not real.startswith(mount + "/"):
+            raise InvalidArgument(f"cp: {path} is not on the management node and not on the "
+                                  f"shared GFS2 ({mount}) of the workers")
+        check_restricted(real, self.restricted, self.safe)
+        fmt, size = self._probe(real)
+        if self.checksums:
+            self.checksums.verify(self._worker_digests(real))
+        self._convert(real, fmt, size)
+
+    def _worker_digests(self, path: str) -> dict[str, str]:
+        found = {}
+        for name in self.checksums.expected:
+            out = self.action.cluster.remote(self.host).run([f"{name}sum", "--", path]).stdout
+            found[name] = out.split()[0].lower() if out.split() else ""
+        return found
+
+    def _convert(self, path: str, fmt: str, size: int) -> None:
+        """qemu-img convert of a file on GFS2 into the new LV, on the worker."""
+        self._create_target(size)
+        steps = self._activate_target() + [self.disks.copy_command(
+            path, self.target.device, fmt, self.disks.target_is_zero())]
+        progress = Progress(self.log, f"conversion of {path} ({fmt})", size)
+        self.action.cluster.run_steps(self.host, steps)
+        progress.done = size
+        progress.finish()
+        self._finish_target()
+
+    # -- lvm:// and vol:// ----------------------------------------------------------
+    def _from_volume(self, source) -> None:
+        from .tm import _holder, copy_to_new_volume
+        from .xml import may_use_object, vm_is_quiescent
+        if self.owner is None:
+            raise InvalidArgument(f"{self.path}: lvm:// and vol:// sources are imported "
+                                  f"through OpenNebula (their owner's rights are checked)")
+        owner = self.action.api.user(self.owner.uid)
+        if isinstance(source, LvmSource):
+            vm = self.action.api.vm(source.vm_id)
+            if not vm_is_quiescent(vm):
+                raise InvalidArgument(f"lvm://{source.vm_id}/{source.disk_id}: VM {vm.id} is "
+                                      f"not suspended, stopped, powered off or undeployed")
+            what, obj = f"VM {vm.id}", vm
+            volume = self._vm_disk_volume(vm, source)
+        else:
+            other = self.action.api.image(source.image_id)
+            what, obj = f"image {other.id}", other
+            parsed = parse_source(other.source) if other.source else None
+            if not isinstance(parsed, LvSource):
+                raise InvalidArgument(f"vol://{other.id}: image SOURCE {other.source!r} is "
+                                      f"not an LV")
+            volume = Volume(self.action.config.check_vg(parsed.vg), parsed.lv)
+        if not may_use_object(owner, obj):
+            raise InvalidArgument(f"image {self.image_id}: its owner {self.owner.uname} "
+                                  f"(uid {self.owner.uid}) may not use {what}: refusing to "
+                                  f"copy it")
+        copy_host = _holder(self.disks, self.host, volume) or self.host
+        source_lv = self.disks.lv(copy_host, volume)
+        if source_lv is None:
+            raise NotFound(f"{volume} does not exist")
+        copy_to_new_volume(self.action, self.disks, copy_host, volume, source_lv, self.target,
+                           self._new_tags()[1:], undo_hosts=self.bridges)
+
+    def _vm_disk_volume(self, vm, source: LvmSource) -> Volume:
+        """The LV behind lvm://VM/DISK (an image LV for a persistent disk)."""
+        from .tm import disk_volume
+        ds_id = vm.disk(source.disk_id).datastore_id
+        if ds_id is None and vm.last_history is not None:
+            ds_id = vm.last_history.ds_id              # a volatile disk: the system DS
+        volume = disk_volume(self.action, vm, source.disk_id, ds_id)
+        if volume is None:
+            raise InvalidArgument(f"lvm://{vm.id}/{source.disk_id} is not an LV")
+        return volume
+
+    # -- stat ------------------------------------------------------------------
+    def source_size(self) -> int:
+        """Bytes the image will take, for every PATH form (datastore `stat`)."""
+        source = parse_source(self.path)
+        if isinstance(source, VolSource):
+            source = parse_source(self.action.api.image(source.image_id).source)
+        volume = None
+        if isinstance(source, LvmSource):
+            volume = self._vm_disk_volume(self.action.api.vm(source.vm_id), source)
+        elif isinstance(source, LvSource):
+            volume = Volume(self.action.config.check_vg(source.vg), source.lv)
+        if volume is not None:
+            lv = self.disks.lv(self.host, volume)
+            if lv is None:
+                raise NotFound(f"{volume} does not exist")
+            return lv.size_bytes
+        if isinstance(source, UrlSource):
+            return self._url_size(source.url)
+        path = source.path
+        if os.path.lexists(path):
+            real = os.path.realpath(path)
+            check_restricted(real, self.restricted, self.safe)
+            try:
+                with open(real, "rb") as stream:
+                    header = stream.read(HEADER_BYTES)
+                    size = os.fstat(stream.fileno()).st_size
+            except OSError as exc:
+                raise InvalidArgument(f"stat: cannot read {path}: {exc.strerror}") from None
+            if isinstance(source, IsoxSource):
+                return size
+            fmt = sniff_format(header)
+            return size if fmt == "raw" else _known(header_virtual_size(header, fmt), path)
+        remote = self.action.cluster.remote(self.host)
+        resolved = remote.run(["readlink", "-e", "--", path], check=False)
+        real = resolved.stdout.strip()
+        mount = self.action.config.gfs2_mount.rstrip("/")
+        if resolved.exit_status != 0 or not real.startswith(mount + "/"):
+            raise NotFound(f"stat: {path} exists neither on the management node nor on "
+                           f"the workers' GFS2 ({mount})")
+        check_restricted(real, self.restricted, self.safe)
+        if isinstance(source, IsoxSource):
+            return int(remote.run(["stat", "-L", "-c", "%s", "--", real]).stdout.strip())
+        return self._probe(real)[1]
+
+    def _url_size(self, url: str) -> int:
+        response = _open_url(url, self.action.config.ssh.connect_timeout * 3)
+        with response:
+            length = response.headers.get("Content-Length")
+            header = _read_up_to(response, HEADER_BYTES, url)
+            fmt = sniff_format(header)
+            if fmt != "raw":
+                return _known(header_virtual_size(header, fmt), url)
+            if length and length.isdigit():
+                return int(length)
+        raise DownloadError(f"stat: {url}: the server sends no Content-Length")
+
+    # -- ISO files -------------------------------------------------------------
+    def _isox(self, path: str) -> str:
+        mount = self.action.config.gfs2_mount.rstrip("/")
+        if os.path.lexists(path):
+            real = os.path.realpath(path)
+            check_restricted(real, self.restricted, self.safe)
+            if not os.path.isfile(real):
+                raise InvalidArgument(f"cp: {path} is not a regular file")
+            on_gfs2 = self.action.cluster.remote(self.host).run(
+                ["test", "-f", path], check=False).exit_status == 0
+            if not (on_gfs2 and (real + "/").startswith(mount + "/")):
+                return self._copy_iso(real)
+        result = self.action.cluster.remote(self.host).run(["readlink", "-e", "--", path],
+                                                           check=False)
+        real = result.stdout.strip()
+        if result.exit_status != 0 or not real.startswith(mount + "/"):
+            raise NotFound(f"cp: ISO {path} is neither on the management node nor on the "
+                           f"workers' GFS2 ({mount})")
+        check_restricted(real, self.restricted, self.safe)
+        if self.checksums:
+            self.checksums.verify(self._worker_digests(real))
+        self.log(f"ISO {path} registered in place (no LVM)")
+        return path
+
+    def _copy_iso(self, real: str) -> str:
+        """A management-node ISO copied to GFS2 as <datastore dir>/<image id>.isox."""
+        target = f"{self.datastore_dir}/{self.image_id}.isox"
+        partial = f"{target}.part"
+        self.action.undo.push(f"remove {partial}", lambda: self._remove_file(partial))
+        with open(real, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            self._stream([["mkdir", "-p", self.datastore_dir]],
+                         receiver_step("file", partial, known_zero=True),
+                         file_segments(stream), size, f"copy of ISO {real}")
+        self.checksums.verify()
+        self.action.cluster.remote(self.host).run(["mv", "-f", "--", partial, target])
+        self.log(f"ISO {real} copied to {target} (no LVM)")
+        return target
+
+
+def owned_iso_path(config, image_id: int, source: str) -> bool:
+    """Is this .isox SOURCE the copy cp made (so rm may delete it)?  Copies are
+    <gfs2>/datastores/<ds>/<id>.isox (modern) or <gfs2>/images/<id>.isox (3.x)."""
+    mount = config.gfs2_mount.rstrip("/")
+    parent = posixpath.dirname(source)
+    return posixpath.basename(source) == f"{image_id}.isox" and (
+        parent == f"{mount}/images" or
+        (posixpath.dirname(parent) == f"{mount}/datastores" and
+         posixpath.basename(parent).isdigit()))
+
+
+def _open_url(url: str, timeout: float):
+    request = urllib.request.Request(url, headers={"User-Agent": "one-gfs2clvm"})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _known(size: int | None, where: str) -> int:
+    if not size:
+        raise InvalidArgument(f"stat: {where}: the image header gives no virtual size")
+    return size
+
+
+def _read_up_to(stream, count: int, url: str) -> bytes:
+    parts, have = [], 0
+    try:
+        while have < count:
+            chunk = stream.read(count - have)
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+    except OSError as exc:
+        raise DownloadError(f"cp: {url}: {exc}") from None
+    return b"".join(parts)
+
+
+def _download_errors(segments, url: str):
+    """Network failures while reading become one clear DownloadError."""
+    try:
+        yield from segments
+    except (OSError, urllib.error.URLError) as exc:
+        raise DownloadError(f"cp: {url}: download interrupted: {exc}") from None
+
+
+def cp(action: Action, argv: list[str]) -> str:
+    from .datastore import _out, request
+    image_id, data = request(action, argv)
+    if data.image is None or not data.image.path:
+        raise InvalidArgument("cp: the IMAGE has no PATH")
+    line = Import.from_driver_action(action, image_id, data).run()
+    _out(line)
+    return line
+
+
