@@ -47,13 +47,16 @@ class Cluster:
         """argv of one node-helper step, for run_steps()."""
         return helper_argv(self.config, verb, *args)
 
-    def run_steps(self, host: str, steps: list, stdin=None, timeout: float | None = None):
+    def run_steps(self, host: str, steps: list, stdin=None, timeout: float | None = None,
+                  on_stdout=None):
         """Several steps in ONE remote script (one round trip), stopping at the first
-        failure; a failing node-helper step raises its typed LVM error."""
+        failure; a failing node-helper step raises its typed LVM error.
+        `on_stdout` sees stdout as it arrives (progress output)."""
         from .remote import CommandResult
         prefix = [self.config.sudo, "-n", self.config.node_helper]
         try:
-            return self.remote(host).run_script(steps, stdin=stdin, timeout=timeout)
+            return self.remote(host).run_script(steps, stdin=stdin, timeout=timeout,
+                                                on_stdout=on_stdout)
         except RemoteCommandFailed as exc:
             words = shlex.split(exc.command) if exc.command else []
             if words[:3] == prefix and len(words) >= 5:

@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
 from .config import SshConfig
 from .errors import ConnectError, HostKeyError, RemoteCommandFailed, RemoteTimeout
@@ -209,7 +209,8 @@ class Remote:
         return result
 
     def run_script(self, steps: Sequence[Step], stdin: bytes | BinaryIO | None = None,
-                   timeout: float | None = None, check: bool = True) -> CommandResult:
+                   timeout: float | None = None, check: bool = True,
+                   on_stdout: Callable[[bytes], None] | None = None) -> CommandResult:
         """Run steps in order in ONE `/bin/sh -c` round trip, stopping at the first failure.
 
         stderr returned/raised is marker-free; on failure RemoteCommandFailed.command
@@ -226,7 +227,7 @@ class Remote:
         command = shlex.join(["/bin/sh", "-c", "\n".join(lines) + "\n"])
         limit = self.ssh.command_timeout if timeout is None else timeout
         try:
-            raw = self._exec(command, stdin, limit)
+            raw = self._exec(command, stdin, limit, on_stdout)
         except _Timeout as exc:
             index = _split_steps(exc.stderr, tag)[0] or 0
             raise RemoteTimeout(f"{self.host}: {shown[index]}: timed out after {limit:g} s "
@@ -254,8 +255,8 @@ class Remote:
                                        self.host) from None
         raise AssertionError("unreachable")
 
-    def _exec(self, command: str, stdin: bytes | BinaryIO | None,
-              limit: float) -> CommandResult:
+    def _exec(self, command: str, stdin: bytes | BinaryIO | None, limit: float,
+              on_stdout: Callable[[bytes], None] | None = None) -> CommandResult:
         deadline = time.monotonic() + limit
         chan = self._open_channel()
         try:
@@ -267,7 +268,8 @@ class Remote:
         out: list[bytes] = []
         err: list[bytes] = []
         failure: list[BaseException] = []
-        threads = [threading.Thread(target=_drain, args=(chan.recv, out), daemon=True),
+        threads = [threading.Thread(target=_drain, args=(chan.recv, out, on_stdout),
+                                    daemon=True),
                    threading.Thread(target=_drain, args=(chan.recv_stderr, err), daemon=True),
                    threading.Thread(target=_feed, args=(chan, stdin, failure), daemon=True)]
         try:
@@ -290,9 +292,14 @@ class Remote:
         return CommandResult(status, _text(stdout), _text(stderr), stdout, stderr)
 
 
-def _drain(recv, sink: list[bytes]) -> None:
+def _drain(recv, sink: list[bytes], watcher=None) -> None:
     while data := recv(CHUNK):
         sink.append(data)
+        if watcher is not None:
+            try:
+                watcher(data)
+            except Exception:   # a progress display must never break the command
+                watcher = None
 
 
 def _chunks(stdin: bytes | BinaryIO | None) -> Iterator[bytes | memoryview]:

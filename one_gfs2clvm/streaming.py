@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -141,6 +142,24 @@ class Progress:
         line = self.line() + f" in {self.clock() - self.started:.1f} s"
         self.log(line)
         return line
+
+
+class QemuImgProgress:
+    """Feeds `qemu-img convert -p` output ("    (12.50/100%)\r") into a Progress."""
+
+    _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self._tail = b""
+
+    def __call__(self, data: bytes) -> None:
+        text = self._tail + data
+        found = self._PERCENT.findall(text)
+        self._tail = text[-32:]
+        if found and self.progress.total:
+            share = min(float(found[-1]), 100.0) / 100.0
+            self.progress.update(int(self.progress.total * share))
 
 
 # ----------------------------------------------------------------- checksums

@@ -224,11 +224,12 @@ class Disks:
 
     # -- data ----------------------------------------------------------------
     def copy_command(self, source: str, target: str, source_format: str = "raw",
-                     target_is_zero: bool = False) -> list[str]:
+                     target_is_zero: bool = False, progress: bool = False) -> list[str]:
         """qemu-img convert into an existing device; skips zero runs only when the
-        target is known to read as zeroes (the zeroing policy decides)."""
-        argv = ["qemu-img", "convert", "-q", "-n", "-f", source_format, "-O", "raw",
-                "-t", "none", "-W"]
+        target is known to read as zeroes (the zeroing policy decides).
+        `progress`: -p (percentages on stdout) instead of -q."""
+        argv = ["qemu-img", "convert", "-p" if progress else "-q", "-n", "-f", source_format,
+                "-O", "raw", "-t", "none", "-W"]
         if target_is_zero:
             argv.append("--target-is-zero")
         return argv + [source, target]

@@ -34,7 +34,7 @@ import urllib.request
 from ..errors import DriverError, InvalidArgument, LockContention, NotFound
 from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, VolSource,
                      image_lv, parse_source)
-from ..streaming import (Checksums, Framer, Progress, check_image_info, check_restricted,
+from ..streaming import (Checksums, Framer, Progress, QemuImgProgress, check_image_info, check_restricted,
                          file_segments, header_virtual_size, receiver_step, sniff_format,
                          stream_segments)
 from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
@@ -289,10 +289,11 @@ class Import:
         """qemu-img convert of a file on GFS2 into the new LV, on the worker."""
         self._create_target(size)
         steps = self._activate_target() + [self.disks.copy_command(
-            path, self.target.device, fmt, self.disks.target_is_zero())]
-        progress = Progress(self.log, f"conversion of {path} ({fmt})", size)
-        self.action.cluster.run_steps(self.host, steps)
-        progress.done = size
+            path, self.target.device, fmt, self.disks.target_is_zero(), progress=True)]
+        progress = Progress(self.log, f"conversion of {path} ({fmt})", size,
+                            callback=self.progress_callback)
+        self.action.cluster.run_steps(self.host, steps, on_stdout=QemuImgProgress(progress))
+        progress.update(size)
         progress.finish()
         self._finish_target()
 

@@ -175,7 +175,8 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
         size, source_format = disks.image_virtual_size(copy_host, copy_from)
     size = max(size, size_mb * MiB)
     disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag])
-    _copy_into(action, disks, copy_host, copy_from, source_format, target, source_active_here)
+    _copy_into(action, disks, copy_host, copy_from, source_format, target, source_active_here,
+               size=size)
     if copy_host != dst.host:
         disks.deactivate(copy_host, target)
     disks.activate_and_link(dst.host, target, "exclusive", dst.path, drop_tags=[INCOMPLETE_TAG])
@@ -227,10 +228,12 @@ def _holder(disks: Disks, host: str, volume: Volume) -> str | None:
 
 
 def _copy_into(action: Action, disks: Disks, host: str, source, source_format: str,
-               target: Volume, source_active_here: bool) -> None:
+               target: Volume, source_active_here: bool, size: int | None = None) -> None:
     """Copy source (Volume or file) into target on `host`: one remote script that
     activates target (and source for reading, released at its end), zeroes per
-    policy and copies; the source is released also if the copy fails."""
+    policy and copies; the source is released also if the copy fails.
+    `size` (bytes to copy, when known): progress lines every few seconds."""
+    from ..streaming import Progress, QemuImgProgress
     steps = [action.cluster.helper("activate", target.vg, target.lv,
                                    action.cluster.lvm(host).policy.flag("exclusive"))]
     release = []
@@ -246,13 +249,16 @@ def _copy_into(action: Action, disks: Disks, host: str, source, source_format: s
     if action.config.zero_on_create:
         steps.append(disks.zero_command(target.device))
     steps.append(disks.copy_command(source_path, target.device, source_format,
-                                    disks.target_is_zero()))
+                                    disks.target_is_zero(), progress=bool(size)))
+    progress = Progress(action.log, f"copy of {source} into {target} on {host}", size) \
+        if size else None
     from ..locking import named_lock
     # Two clones on one host may read the same image: its read activation is
     # shared per host, so activate/copy/deactivate must not interleave there.
     with named_lock(action.config, f"read-{source_path.replace('/', '_')}@{host}"):
         try:
-            action.cluster.run_steps(host, steps + release)
+            action.cluster.run_steps(host, steps + release,
+                                     on_stdout=QemuImgProgress(progress) if progress else None)
         except Exception:
             if release:
                 try:
@@ -260,7 +266,11 @@ def _copy_into(action: Action, disks: Disks, host: str, source, source_format: s
                 except Exception as exc:  # keep the copy's error; say what stayed
                     action.log(f"could not release {source} on {host}: {exc}")
             raise
-    action.log(f"copied {source_path} into {target} on {host}")
+    if progress is not None:
+        progress.update(size)
+        progress.finish()
+    else:
+        action.log(f"copied {source_path} into {target} on {host}")
 
 
 def copy_to_new_volume(action: Action, disks: Disks, host: str, source: Volume, source_lv,
@@ -270,7 +280,8 @@ def copy_to_new_volume(action: Action, disks: Disks, host: str, source: Volume, 
     The caller has checked that target is absent or removed its leftover."""
     disks.create(host, target, source_lv.size_bytes, [INCOMPLETE_TAG, *tags],
                  undo_hosts=undo_hosts)
-    _copy_into(action, disks, host, source, "raw", target, source_lv.active_locally)
+    _copy_into(action, disks, host, source, "raw", target, source_lv.active_locally,
+               size=source_lv.size_bytes)
     disks.deactivate(host, target)
     disks.retag(host, target, drop=[INCOMPLETE_TAG])
 
@@ -640,7 +651,8 @@ def cpds(action: Action, argv: list[str]) -> None:
     if target_lv.size_bytes < source_lv.size_bytes:
         with action.cluster.locked(target.vg):
             action.cluster.lvm(host).extend(target.vg, target.lv, source_lv.size_bytes)
-    _copy_into(action, disks, host, volume, "raw", target, source_lv.active_locally)
+    _copy_into(action, disks, host, volume, "raw", target, source_lv.active_locally,
+               size=source_lv.size_bytes)
     disks.deactivate(host, target)
     action.log(f"saved {volume} into image {target}")
 
@@ -784,7 +796,8 @@ def snap_create(action: Action, argv: list[str]) -> None:
     if source is None:
         raise NotFound(f"{volume} does not exist")
     disks.create(host, snapshot, source.size_bytes, [INCOMPLETE_TAG])
-    _copy_into(action, disks, host, volume, "raw", snapshot, source.active_locally)
+    _copy_into(action, disks, host, volume, "raw", snapshot, source.active_locally,
+               size=source.size_bytes)
     disks.deactivate(host, snapshot)
     disks.retag(host, snapshot, drop=[INCOMPLETE_TAG])
     action.log(f"snapshot {snapshot} of {volume} taken")

@@ -72,7 +72,29 @@ def test_stat_clone_and_rm(fe, lab):
     ds(fe, "rm", 543, source=f"{VG}/lv-oneimg-543")                  # idempotent
 
 
-def test_monitor_lines(fe, lab):
+def test_monitor_equals_vgs_and_skips_a_dead_worker(fe, lab, tmp_path):
+    import json
+    import socket
     result = ds(fe, "monitor", IMAGE_DS)
-    keys = [line.split("=")[0] for line in result.stdout.splitlines()]
-    assert keys == ["USED_MB", "FREE_MB", "TOTAL_MB"]
+    values = dict(line.split("=") for line in result.stdout.splitlines())
+    assert list(values) == ["USED_MB", "FREE_MB", "TOTAL_MB"]
+    report = lab.sh(lab.node_names[1], f"vgs --units b --nosuffix -o vg_size,vg_free "
+                                       f"--reportformat json {VG}").stdout
+    vg = json.loads(report)["report"][0]["vg"][0]
+    total, free = int(vg["vg_size"]) // MiB, int(vg["vg_free"]) // MiB
+    assert values == {"USED_MB": str(total - free), "FREE_MB": str(free),
+                      "TOTAL_MB": str(total)}
+    # the first BRIDGE_LIST host is dead (nothing answers): the next one reports
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = tmp_path / "driver.conf"
+    conf.write_text(lab.driver_conf.read_text().replace(
+        "[ssh.hosts]\n", f"[ssh.hosts]\ndeadnode = 127.0.0.1:{port}\n"))
+    payload = driver_action_b64(datastore=datastore_doc(IMAGE_DS, template={
+        "BRIDGE_LIST": "deadnode " + " ".join(lab.node_names), "VG_NAME": VG}))
+    result = oneclient.run_ds(str(fe.remotes), "gfs2clvm", "monitor", IMAGE_DS, payload,
+                              env={**fe.env, "ONE_GFS2CLVM_CONF": str(conf)},
+                              cwd=str(fe.var_lib_one), timeout=120)
+    assert result.success, result.stderr
+    assert dict(line.split("=") for line in result.stdout.splitlines())["TOTAL_MB"] == str(total)

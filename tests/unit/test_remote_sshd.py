@@ -84,6 +84,19 @@ def test_failure_surfaces_exit_status_and_stderr(rem):
     assert exc.exit_code == 3  # RemoteError's process exit code
 
 
+def test_stdout_is_seen_while_it_arrives_and_labeled_steps_run(rem):
+    from one_gfs2clvm.remote import Labeled
+    seen: list[bytes] = []
+    step = Labeled(("sh", "-c", "printf 'a\\r'; sleep 0.3; printf 'b\\r'"), "two dots")
+    result = rem.run_script([step], on_stdout=seen.append)
+    assert result.stdout == "a\rb\r" and b"".join(seen) == b"a\rb\r"
+    with pytest.raises(RemoteCommandFailed) as info:
+        rem.run_script([Labeled(("sh", "-c", "exit 3"), "short label")])
+    assert info.value.command == "short label"          # errors show the label only
+    broken = rem.run_script([["echo", "x"]], on_stdout=lambda data: 1 / 0)
+    assert broken.stdout == "x\n"                        # a failing watcher is dropped
+
+
 def test_check_false_returns_result(rem):
     result = rem.run(["sh", "-c", "echo out; echo err >&2; exit 5"], check=False)
     assert (result.exit_status, result.stdout, result.stderr) == (5, "out\n", "err\n")

@@ -116,6 +116,17 @@ def test_progress_lines_at_intervals():
     assert seen == [(10 * MiB, 100 * MiB), (30 * MiB, 100 * MiB), (50 * MiB, 100 * MiB)]
 
 
+def test_qemu_img_progress_output_feeds_progress():
+    from one_gfs2clvm.streaming import QemuImgProgress
+    seen = []
+    progress = Progress(lambda line: None, "copy", 200 * MiB, callback=lambda d, t: seen.append(d))
+    watch = QemuImgProgress(progress)
+    watch(b"    (0.00/100%)\r    (25.")                # split across chunks
+    watch(b"50/100%)\r")
+    watch(b"    (100.00/100%)\r")
+    assert seen == [0, 51 * MiB, 200 * MiB]
+
+
 def test_stream_segments_are_whole_chunks_from_small_reads():
     class Trickle(io.RawIOBase):
         def __init__(self, data):
