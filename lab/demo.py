@@ -1,5 +1,7 @@
 """The main job: boot the lab on first use and drive a VM disk's whole life
-through the driver's installed TM actions, as OpenNebula would call them.
+through the driver's installed datastore and TM actions, as OpenNebula would
+call them: import (qcow2 upload), deploy, live migrate, stop, resume elsewhere,
+saveas, terminate, image delete.
 
 This host plays the front-end: the driver is installed with its own
 installer into a scratch root, oned is the test suite's schema-validated
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +53,15 @@ class Steps:
         return "\n".join(lines)
 
 
+def image_bytes_ok(fe, node, image, data, digest) -> bool:
+    lvm = fe.cluster.lvm(node)
+    lvm.activate(VG, f"lv-oneimg-{image}", "shared")
+    try:
+        return fe.sha(node, f"lv-oneimg-{image}", len(data)) == digest(data)
+    finally:
+        lvm.deactivate(VG, f"lv-oneimg-{image}")
+
+
 def main(keep: bool = False) -> int:
     from frontend import FE, IMAGE_DS, SYSTEM_DS, FrontEnd, digest, pattern
     steps = Steps()
@@ -68,9 +80,22 @@ def main(keep: bool = False) -> int:
         def where(lv):
             return lambda _: f"{lv} active on {fe.active_on(lv) or 'no node'}"
 
-        steps.run("clean leftovers of an earlier run (idempotent start)",
-                  lambda: [fe.cleanup_vm(VM), fe.make_image_lv(IMAGE, 32, image_data),
-                           fe.make_image_lv(SAVED, 8)])
+        def clean():
+            fe.cleanup_vm(VM)
+            for image in (IMAGE, SAVED):
+                fe.ds("rm", image, source=f"{VG}/lv-oneimg-{image}")
+        steps.run("clean leftovers of an earlier run (idempotent start)", clean)
+
+        upload = Path(fe.workdir) / "upload"
+        upload.mkdir(exist_ok=True)
+        (upload / "image.raw").write_bytes(image_data + bytes(16 * MiB))
+        subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2",
+                        str(upload / "image.raw"), str(upload / "image.qcow2")], check=True)
+        steps.run(f"import a 32 MiB qcow2 upload as image {IMAGE} (datastore cp)",
+                  lambda: fe.ds("cp", IMAGE, path=str(upload / "image.qcow2"),
+                                ds_template={"SAFE_DIRS": str(upload)}),
+                  lambda r: f"{r.stdout.strip()}; bytes identical: "
+                            f"{image_bytes_ok(fe, a, IMAGE, image_data, digest)}")
         fe.image(IMAGE, size=32)
         fe.vm(VM, [{"image_id": IMAGE, "size": 64}, {"type": "fs", "fs": "ext4", "size": 16}],
               host=a)
@@ -114,6 +139,9 @@ def main(keep: bool = False) -> int:
         steps.run(f"resume on {c} (mv x3)", resume,
                   lambda _: f"{where(disk0)(_)}; VM data identical: "
                             f"{fe.sha(c, disk0, len(vm_data)) == digest(vm_data)}")
+        steps.run(f"saveas: allocate image {SAVED} (datastore mkfs FORMAT=save_as)",
+                  lambda: fe.ds("mkfs", SAVED, size=8, format="save_as"),
+                  lambda r: r.stdout.strip())
         steps.run(f"saveas disk.0 -> image {SAVED} (cpds)",
                   lambda: fe.tm("cpds", f"{c}:{fe.disk_path(VM, 0)}", f"{VG}/lv-oneimg-{SAVED}",
                                 -1, VM, IMAGE_DS),
@@ -136,8 +164,11 @@ def main(keep: bool = False) -> int:
             return same
         same = steps.run(f"read the saved image on {a}", check_saved,
                          lambda ok: f"the VM's bytes: {ok}")
-        for image in (IMAGE, SAVED):
-            fe.cluster.lvm(a).remove(VG, f"lv-oneimg-{image}")
+        steps.run("delete both images (datastore rm)",
+                  lambda: [fe.ds("rm", image, source=f"{VG}/lv-oneimg-{image}")
+                           for image in (IMAGE, SAVED)],
+                  lambda _: f"image LVs left: "
+                            f"{[i for i in (IMAGE, SAVED) if fe.lv(f'lv-oneimg-{i}')]}")
         print()
         print(steps.table())
         return 0 if same else 1

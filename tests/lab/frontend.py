@@ -78,6 +78,22 @@ class FrontEnd:
         self.log.append((f"3.x {command} {' '.join(map(str, args))}", result.duration))
         return self._check(result, command, expect_ok)
 
+    def ds(self, action: str, image_id: int, expect_ok: bool = True, template=None,
+           ds_template=None, **image):
+        """A datastore action as one_datastore.rb runs it (stdin base64 + id) for
+        image `image_id` (image_doc keywords) in the image datastore."""
+        from fakeoned import driver_action_b64
+        image.setdefault("source", "")             # before cp, oned has no SOURCE yet
+        payload = driver_action_b64(
+            image=image_doc(image_id, template=template, **image),
+            datastore=datastore_doc(IMAGE_DS, template={
+                "BRIDGE_LIST": " ".join(self.lab.node_names), "VG_NAME": VG,
+                **(ds_template or {})}))
+        result = oneclient.run_ds(str(self.remotes), "gfs2clvm", action, image_id, payload,
+                                  env=self.env, cwd=str(self.var_lib_one), timeout=600)
+        self.log.append((f"datastore {action} {image_id}", result.duration))
+        return self._check(result, action, expect_ok)
+
     @staticmethod
     def _check(result, action, expect_ok):
         if expect_ok and not result.success:

@@ -15,8 +15,6 @@ import threading
 
 import pytest
 
-import oneclient
-from fakeoned import datastore_doc, driver_action_b64, image_doc
 from frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
 from lab.vmlab import VG
 
@@ -63,15 +61,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def ds(fe, action, image_id, expect_ok=True, template=None, **image):
-    ds_template = {"BRIDGE_LIST": " ".join(fe.lab.node_names), "VG_NAME": VG,
-                   "RESTRICTED_DIRS": "/", "SAFE_DIRS": f"/var/tmp {fe.files} {GFS2_DIR}"}
-    image.setdefault("source", "")                 # before cp, oned has no SOURCE yet
-    payload = driver_action_b64(image=image_doc(image_id, template=template, **image),
-                                datastore=datastore_doc(IMAGE_DS, template=ds_template))
-    result = oneclient.run_ds(str(fe.remotes), "gfs2clvm", action, image_id, payload,
-                              env=fe.env, cwd=str(fe.var_lib_one), timeout=600)
-    fe._check(result, action, expect_ok)
-    return result
+    return fe.ds(action, image_id, expect_ok=expect_ok, template=template, ds_template={
+        "RESTRICTED_DIRS": "/", "SAFE_DIRS": f"/var/tmp {fe.files} {GFS2_DIR}"}, **image)
 
 
 def lv_bytes_digest(fe, lv, length, node=None):
@@ -244,3 +235,24 @@ def test_save_as_allocation_filled_by_cpds(fe, lab):
     disk = fe.sha(node, "lv-one-7902-0", 12 * MiB)
     assert lv_bytes_digest(fe, "lv-oneimg-583", 12 * MiB, node=lab.node_names[0]) == disk
 
+
+
+def test_cli_import_with_progress_bar(fe, lab, web):
+    """`one-gfs2clvm image import URL --image-id N`: the admin's shell import.
+    The volume is tagged CLI-made, so the datastore's cp of its own image N
+    refuses to take it over."""
+    import sys
+    data = pattern(11, 9 * MiB)
+    (fe.files / "cli.raw").write_bytes(data)
+    result = subprocess.run(
+        [sys.executable, "-m", "one_gfs2clvm.cli", "--config", str(fe.driver_conf),
+         "image", "import", f"{web}/cli.raw", "--image-id", "585",
+         "--bridge", lab.node_names[2], "--md5", hashlib.md5(data).hexdigest()],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{VG}/lv-oneimg-585 raw\n"
+    assert "importing" in result.stderr          # the bar (drawn in full on a terminal only)
+    assert fe.lv("lv-oneimg-585").tags == ("one-cli-import",)
+    assert lv_bytes_digest(fe, "lv-oneimg-585", len(data)) == digest(data)
+    failed = ds(fe, "cp", 585, expect_ok=False, path=str(fe.files / "cli.raw"))
+    assert "made by `one-gfs2clvm image import`" in failed.failure_message
