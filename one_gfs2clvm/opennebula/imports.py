@@ -158,9 +158,13 @@ class Import:
         return [INCOMPLETE_TAG] + ([CLI_TAG] if self.from_cli else [])
 
     def _finish_target(self) -> None:
-        """Checksum verified (by the caller), LV inactive, incomplete mark dropped."""
-        self.disks.deactivate(self.host, self.target)
-        self.disks.retag(self.host, self.target, drop=[INCOMPLETE_TAG])
+        """Checksum verified (by the caller): LV released and its incomplete mark
+        dropped in one round trip (a metadata change: under the VG lock)."""
+        cluster = self.action.cluster
+        with cluster.locked(self.target.vg):
+            cluster.run_steps(self.host, [
+                cluster.helper("activate", self.target.vg, self.target.lv, "n"),
+                cluster.helper("deltag", self.target.vg, self.target.lv, INCOMPLETE_TAG)])
 
     def _activate_target(self) -> list:
         cluster = self.action.cluster
