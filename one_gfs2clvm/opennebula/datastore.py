@@ -457,9 +457,14 @@ def export_dir(action: Action, data) -> str:
     return f"{mount}/datastores/{ds_id}"
 
 
-def export_file(action: Action, data, image_id: int) -> str:
-    """The temporary export file of image `image_id` (see `export`)."""
-    return _plain_word("export file", f"{export_dir(action, data)}/.export-{image_id}.raw")
+def export_file(action: Action, data, image_id: int, token: str | None = None) -> str:
+    """The temporary export file of image `image_id` (see `export`); a random
+    token per export, so one marketplace import's DISPOSE_CMD never removes the
+    file another export of the same image is still being downloaded from."""
+    import secrets
+    token = secrets.token_hex(4) if token is None else token
+    return _plain_word("export file",
+                       f"{export_dir(action, data)}/.export-{image_id}-{token}.raw")
 
 
 def export_source(host: str, path: str) -> str:

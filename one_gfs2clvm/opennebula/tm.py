@@ -819,9 +819,17 @@ def snap_revert(action: Action, argv: list[str]) -> None:
     steps = [action.cluster.helper("activate", snapshot.vg, snapshot.lv, _read_flag(action)),
              action.cluster.helper("activate", volume.vg, volume.lv,
                                    action.cluster.lvm(host).policy.flag("exclusive")),
-             disks.copy_command(snapshot.device, volume.device, "raw", target_is_zero=False),
-             action.cluster.helper("activate", snapshot.vg, snapshot.lv, "n")]
-    action.cluster.run_steps(host, steps)
+             disks.copy_command(snapshot.device, volume.device, "raw", target_is_zero=False)]
+    release = [action.cluster.helper("activate", snapshot.vg, snapshot.lv,
+                                     _release_flag(action))]
+    try:
+        action.cluster.run_steps(host, steps + release)
+    except Exception:
+        try:                   # the snapshot must not stay read-active on this host
+            action.cluster.run_steps(host, release)
+        except Exception as exc:  # keep the revert's error; say what stayed
+            action.log(f"could not release {snapshot} on {host}: {exc}")
+        raise
     action.log(f"{volume} reverted to {snapshot}")
 
 

@@ -219,7 +219,14 @@ def test_import_info_refuses_a_bad_dispose_cmd(dispose_cmd):
         import_info_xml("ssh://h:/x", MD5, 1, dispose_cmd)
 
 
-FILE = "/var/lib/one/datastores/100/.export-5.raw"
+FILE = "/var/lib/one/datastores/100/.export-5-ab12cd34.raw"
+
+
+@pytest.fixture(autouse=True)
+def fixed_export_token(monkeypatch):
+    """Export files carry a random token; these tests pin it."""
+    import secrets
+    monkeypatch.setattr(secrets, "token_hex", lambda n=None: "ab12cd34")
 
 
 def test_export_source_is_what_downloader_sh_splits():
@@ -268,7 +275,16 @@ def test_export_dir_is_the_imports_rule(tmp_path, mount, base_path, expected):
                  f"[locking]\nlock_dir = {tmp_path}\n")
     action = Action(name="export", config=conf, stdin=b"")
     assert export_dir(action, driver_data(base_path)) == expected
-    assert export_file(action, driver_data(base_path), 5) == f"{expected}/.export-5.raw"
+    assert export_file(action, driver_data(base_path), 5, "ab12") == \
+        f"{expected}/.export-5-ab12.raw"
+
+
+
+def test_each_export_gets_its_own_file(tmp_path, monkeypatch):
+    monkeypatch.undo()                          # the real random token
+    action = act(tmp_path, "export")
+    first, second = (export_file(action, driver_data(None), 5) for _ in range(2))
+    assert first != second and first.startswith("/var/lib/one/datastores/100/.export-5-")
 
 
 def test_export_dir_refusals(tmp_path):
