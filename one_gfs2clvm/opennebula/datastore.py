@@ -76,12 +76,9 @@ def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
     disks = Disks(action)
 
     def on(host: str) -> None:
-        existing = disks.lv(host, volume)
-        if existing is not None and INCOMPLETE_TAG not in existing.tags:
+        if disks.complete_or_cleared(host, volume, disks.lv(host, volume)):
             action.log(f"{volume} already exists")
             return
-        if existing is not None:
-            disks.remove(host, volume, present=True)
         disks.create(host, volume, size_mb * MiB, [INCOMPLETE_TAG])
         steps = []
         if fs or action.config.zero_on_create:
@@ -182,12 +179,9 @@ def clone(action: Action, argv: list[str]) -> None:
         known = disks.lvs(host, [source, target])
         if source not in known:
             raise NotFound(f"source image {source} does not exist")
-        existing = known.get(target)
-        if existing is not None and INCOMPLETE_TAG not in existing.tags:
+        if disks.complete_or_cleared(host, target, known.get(target)):
             action.log(f"{target} already exists")
             return
-        if existing is not None:
-            disks.remove(host, target, present=True)
         copy_to_new_volume(action, disks, host, source, known[source], target)
     action.cluster.on_bridge(on, _bridge(action, data))
     _out(f"{target.vg}/{target.lv} raw")

@@ -128,6 +128,18 @@ class Disks:
                 raise problems[-1]
             time.sleep(2.0)
 
+    def complete_or_cleared(self, host: str, volume: Volume, existing) -> bool:
+        """True if `existing` (the LV's report, or None) is a finished LV: the
+        action has nothing left to make.  A leftover of an interrupted copy
+        (incomplete mark) is removed so the caller makes it again."""
+        if existing is None:
+            return False
+        if INCOMPLETE_TAG not in existing.tags:
+            return True
+        self.action.log(f"{volume} is left over from an interrupted run: recreating it")
+        self.remove(host, volume, present=True)
+        return False
+
     def remove(self, host: str, *volumes: Volume, present: bool = False) -> None:
         """Deactivate here and remove, in one script under the VG lock; missing
         LVs are fine (idempotent).  `present`: the caller just saw them all."""

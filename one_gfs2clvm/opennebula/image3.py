@@ -26,7 +26,7 @@ from ..names import IsoxSource, LvSource, image_lv, parse_source
 from ..streaming import Checksums
 from . import runtime
 from .datastore import make_datablock, remove_image
-from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
+from .disks import MiB, Disks, Volume
 from .imports import DEFAULT_RESTRICTED, DEFAULT_SAFE, Import
 from .runtime import Action
 from .tm import _args, _int, copy_to_new_volume, linked_volume
@@ -106,13 +106,10 @@ def mv3(action: Action, argv: list[str]) -> None:
         known = disks.lvs(host, [volume, target])
         if volume not in known:
             raise NotFound(f"{volume} does not exist")
-        existing = known.get(target)
-        if existing is not None and INCOMPLETE_TAG not in existing.tags:
+        if disks.complete_or_cleared(host, target, known.get(target)):
             action.log(f"{target} already saved")
-            _reply(str(target), existing.size_bytes)
+            _reply(str(target), known[target].size_bytes)
             return
-        if existing is not None:
-            disks.remove(host, target, present=True)
         copy_to_new_volume(action, disks, host, volume, known[volume], target,
                            undo_hosts=_bridges(action))
         action.log(f"saved {volume} as image {target}")

@@ -140,11 +140,9 @@ class Import:
             raise LockContention(f"{self.target} already exists and was "
                                  f"{'' if CLI_TAG in existing.tags else 'not '}made by "
                                  f"`one-gfs2clvm image import`: not reusing it")
-        if INCOMPLETE_TAG not in existing.tags:
+        if self.disks.complete_or_cleared(self.host, self.target, existing):
             self.log(f"{self.target} already imported")
             return f"{self.target} raw"
-        self.log(f"{self.target} is left over from an interrupted import: recreating it")
-        self.disks.remove(self.host, self.target, present=True)
         return None
 
     # -- LV targets ------------------------------------------------------------

@@ -173,6 +173,17 @@ class FrontEnd:
             lvm.deactivate(VG, name)
         return name
 
+    def remove_image_lvs(self, image_ids) -> None:
+        """Remove the image LVs lv-oneimg-<id> (and their snapshots) a test made:
+        one report, exact names."""
+        node = self.lab.node_names[0]
+        wanted = {f"lv-oneimg-{image}" for image in image_ids}
+        for lv in self.cluster.lvm(node).lvs(VG):
+            if lv.name in wanted or lv.name.split("-snap-")[0] in wanted:
+                for other in self.lab.node_names:
+                    self.cluster.lvm(other).deactivate(VG, lv.name)
+                self.cluster.lvm(node).remove(VG, lv.name)
+
     def cleanup_vm(self, vm_id: int) -> None:
         """Remove what a test left of VM vm_id (LVs by exact name, its dir)."""
         for lv in self.cluster.lvm(self.lab.node_names[0]).lvs(VG):

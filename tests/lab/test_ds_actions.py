@@ -15,12 +15,7 @@ from lab.vmlab import VG
 def fe(lab, tmp_path_factory):
     frontend = FrontEnd(lab, tmp_path_factory.mktemp("frontend-ds"))
     yield frontend
-    for image in (540, 541, 542, 543):
-        lv = f"lv-oneimg-{image}"
-        if frontend.lv(lv) is not None:
-            for node in lab.node_names:
-                frontend.cluster.lvm(node).deactivate(VG, lv)
-            frontend.cluster.lvm(lab.node_names[0]).remove(VG, lv)
+    frontend.remove_image_lvs((540, 541, 542, 543))
     frontend.close()
 
 

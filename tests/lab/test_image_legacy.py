@@ -28,13 +28,7 @@ def fe(lab, tmp_path_factory):
     yield frontend
     for vm_id in VMS:
         frontend.cleanup_vm(vm_id)
-    node = lab.node_names[0]
-    for image in IMAGES:
-        lv = f"lv-oneimg-{image}"
-        if frontend.lv(lv) is not None:
-            for other in lab.node_names:
-                frontend.cluster.lvm(other).deactivate(VG, lv)
-            frontend.cluster.lvm(node).remove(VG, lv)
+    frontend.remove_image_lvs(IMAGES)
     shutil.rmtree(frontend.uploads, ignore_errors=True)
     frontend.close()
 
