@@ -36,9 +36,18 @@ def _check_id(value: object, what: str) -> int:
     return value
 
 
-def _parse_id(text: str, what: str) -> int:
-    if not _ID_RE.fullmatch(text):
-        raise InvalidArgument(f"invalid {what} {text!r}: expected a decimal id "
+def shown(value: object, limit: int = 120) -> str:
+    """repr() of a value for an error line, shortened: an argument of thousands of
+    characters must not become a line of thousands of characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}...({len(text)} chars)"
+
+
+def parse_id(text: object, what: str) -> int:
+    """A decimal id as OpenNebula writes it: 0..MAX_ID, no sign, no leading zeros
+    (bounded before int(): a 5000-digit argument is refused, not converted)."""
+    if not isinstance(text, str) or not _ID_RE.fullmatch(text):
+        raise InvalidArgument(f"invalid {what} {shown(text)}: expected a decimal id "
                               f"without leading zeros")
     return int(text)
 
@@ -226,8 +235,8 @@ def parse_disk_path(path: object) -> DiskPath:
     if len(parts) < 4:
         raise InvalidArgument(f"invalid disk path {path!r}: expected "
                               f".../<system ds>/<vm id>/disk.<N>")
-    return DiskPath(_parse_id(parts[-3], f"system datastore id in {path!r}"),
-                    _parse_id(parts[-2], f"VM id in {path!r}"), disk_id)
+    return DiskPath(parse_id(parts[-3], f"system datastore id in {path!r}"),
+                    parse_id(parts[-2], f"VM id in {path!r}"), disk_id)
 
 
 # --- image SOURCE values --------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument, LockContention, NotFound
-from ..names import IsoxSource, LvSource, image_lv, parse_lv_name, parse_source
+from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_lv_name, parse_source
 from . import runtime
 from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
 from .runtime import Action
@@ -31,11 +31,10 @@ def request(action: Action, argv: list[str]):
     else:
         raise InvalidArgument(f"usage: {action.name} ID (base64 XML on stdin), "
                               f"or {action.name} BASE64_XML ID")
-    if not obj.isascii() or not obj.isdigit():
-        raise InvalidArgument(f"invalid id {obj!r}")
+    obj_id = parse_id(obj, "id")
     if not payload.strip():
         raise InvalidArgument(f"{action.name}: no DS_DRIVER_ACTION_DATA on stdin")
-    return int(obj), parse_driver_action(payload.strip())
+    return obj_id, parse_driver_action(payload.strip())
 
 
 def _vg(action: Action, data) -> str:

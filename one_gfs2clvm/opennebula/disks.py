@@ -267,15 +267,27 @@ class Disks:
         result = self.cluster.remote(host).run(["/sbin/blockdev", "--getsize64", device])
         return int(result.stdout.strip())
 
-    def image_virtual_size(self, host: str, path: str) -> tuple[int, str]:
-        """(virtual size in bytes, format) of an image file on the host (GFS2)."""
+    def resolve(self, host: str, path: str) -> str | None:
+        """`path` on the host with every symlink resolved (readlink -e); None if
+        it does not exist there."""
+        result = self.cluster.remote(host).run(["readlink", "-e", "--", path], check=False)
+        real = result.stdout.strip()
+        return real if result.exit_status == 0 and real.startswith("/") else None
+
+    def probe_image(self, host: str, path: str) -> tuple[str, int]:
+        """(format, virtual size in bytes) of an image file on the host (GFS2), with
+        the checks every image file passes whichever action reads it
+        (streaming.check_image_info: known format, no backing or data file)."""
         import json
+        from ..streaming import check_image_info
         result = self.cluster.remote(host).run(["qemu-img", "info", "--output", "json", path])
         try:
             info = json.loads(result.stdout)
-            return int(info["virtual-size"]), str(info["format"])
-        except (ValueError, KeyError) as exc:
-            raise InvalidArgument(f"{host}: cannot read image {path}: {exc}") from None
+        except ValueError:
+            raise InvalidArgument(f"{host}: cannot read image {path}") from None
+        if not isinstance(info, dict):
+            raise InvalidArgument(f"{host}: cannot read image {path}")
+        return check_image_info(info, path)
 
 
 def volume_of(lv_path_or_name: str, vg: str | None = None) -> Volume:

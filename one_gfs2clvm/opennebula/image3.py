@@ -24,7 +24,7 @@ import sys
 from ..errors import InvalidArgument, NotFound
 from ..names import IsoxSource, LvSource, image_lv, parse_source
 from ..streaming import Checksums
-from . import runtime
+from . import paths, runtime
 from .datastore import make_datablock, remove_image
 from .disks import MiB, Disks, Volume
 from .imports import DEFAULT_RESTRICTED, DEFAULT_SAFE, Import
@@ -83,14 +83,15 @@ def mkfs3(action: Action, argv: list[str]) -> None:
 def mv3(action: Action, argv: list[str]) -> None:
     src, dst, id_arg, again = _args(argv, 3, "mv SRC DST|- ID", optional=1)
     image_id = _image_id(action, id_arg, again)
+    # SRC names a VM disk; the link read is the host-side one that path derives
+    vm_id, disk_id = paths.disk_path3(action.config, src)
+    link = f"{paths.vm_dir3(action.config, vm_id)}/disk.{disk_id}"
     disks = Disks(action)
 
     def on(host: str) -> None:
-        if not src.startswith("/"):
-            raise InvalidArgument(f"mv: SRC must be a VM disk path, got {src!r}")
-        volume = linked_volume(disks, host, src)
+        volume = linked_volume(disks, host, link)
         if volume is None:
-            raise NotFound(f"mv: {src} is not a link to one of our LVs (on {host})")
+            raise NotFound(f"mv: {link} is not a link to one of our LVs (on {host})")
         if dst != "-":
             # persistent save-back: the VM wrote into the image LV itself
             target = parse_source(dst)

@@ -25,7 +25,6 @@ worker died); a re-run after success prints the same SOURCE.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import urllib.error
@@ -34,7 +33,7 @@ import urllib.request
 from ..errors import DriverError, InvalidArgument, LockContention, NotFound
 from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, VolSource,
                      image_lv, parse_source)
-from ..streaming import (Checksums, Framer, Progress, QemuImgProgress, check_image_info, check_restricted,
+from ..streaming import (Checksums, Framer, Progress, QemuImgProgress, check_restricted,
                          file_segments, header_virtual_size, receiver_step, sniff_format,
                          stream_segments)
 from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
@@ -255,13 +254,7 @@ class Import:
 
     # -- files on GFS2 ----------------------------------------------------------
     def _probe(self, path: str) -> tuple[str, int]:
-        result = self.action.cluster.remote(self.host).run(
-            ["qemu-img", "info", "--output", "json", path])
-        try:
-            info = json.loads(result.stdout)
-        except ValueError:
-            raise InvalidArgument(f"cp: {self.host}: cannot read image {path}") from None
-        return check_image_info(info, path)
+        return self.disks.probe_image(self.host, path)
 
     def _from_worker_file(self, path: str) -> None:
         remote = self.action.cluster.remote(self.host)
@@ -312,20 +305,21 @@ class Import:
             if not vm_is_quiescent(vm):
                 raise InvalidArgument(f"lvm://{source.vm_id}/{source.disk_id}: VM {vm.id} is "
                                       f"not suspended, stopped, powered off or undeployed")
-            what, obj = f"VM {vm.id}", vm
+            # a copy of a VM's disk is OpenNebula's disk-saveas: MANAGE on the VM
+            what, obj, right = f"VM {vm.id}", vm, "manage"
             volume = self._vm_disk_volume(vm, source)
         else:
             other = self.action.api.image(source.image_id)
-            what, obj = f"image {other.id}", other
+            what, obj, right = f"image {other.id}", other, "use"
             parsed = parse_source(other.source) if other.source else None
             if not isinstance(parsed, LvSource):
                 raise InvalidArgument(f"vol://{other.id}: image SOURCE {other.source!r} is "
                                       f"not an LV")
             volume = Volume(self.action.config.check_vg(parsed.vg), parsed.lv)
-        if not may_use_object(owner, obj):
+        if not may_use_object(owner, obj, right):
             raise InvalidArgument(f"image {self.image_id}: its owner {self.owner.uname} "
-                                  f"(uid {self.owner.uid}) may not use {what}: refusing to "
-                                  f"copy it")
+                                  f"(uid {self.owner.uid}) may not {right} {what}: refusing "
+                                  f"to copy it")
         copy_host = _holder(self.disks, self.host, volume) or self.host
         source_lv = self.disks.lv(copy_host, volume)
         if source_lv is None:

@@ -23,15 +23,16 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import tarfile
-from dataclasses import dataclass
 
 from ..errors import DriverError, InvalidArgument, LockContention, NotFound
-from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, Use, VolSource,
-                     disk_id_from_path, parse_host_path, parse_lv_name, parse_source,
-                     vm_disk_lv)
-from . import runtime
+from ..names import (HOST_RE, FileSource, IsoxSource, LvmSource, LvSource, UrlSource, Use,
+                     VolSource, check_host, disk_id_from_path, parse_id, parse_lv_name,
+                     parse_source, vm_disk_lv)
+from . import paths, runtime
 from .disks import INCOMPLETE_TAG, MiB, SYSTEM_TM, Disks, Volume, is_frontend, volume_of
+from .paths import DiskArg
 from .runtime import Action
 
 
@@ -44,34 +45,46 @@ def _args(argv: list[str], count: int, usage: str, optional: int = 0) -> list[st
 
 
 def _int(text: str, what: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise InvalidArgument(f"invalid {what} {text!r}")
-    return int(text)
+    """An id or size from argv: plain decimal, bounded (names.parse_id)."""
+    return parse_id(text, what)
+
+
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _source(arg: str):
-    """SOURCE as oned passes it: `<fe>:<SOURCE>`, or raw when it contains ':'."""
+    """SOURCE as oned passes it: `<fe>:<SOURCE>`, or raw when it contains ':'.
+    Schemes other than lvm://, vol://, http(s):// (file://, ...) and host parts
+    that are no host name (`-o...`) are refused."""
     for scheme in ("lvm://", "vol://", "http://", "https://"):
         if arg.startswith(scheme):
             return parse_source(arg)
-    _, sep, rest = arg.partition(":")
+    if _SCHEME_RE.match(arg):
+        raise InvalidArgument(f"refusing SOURCE {arg!r}: unsupported scheme")
+    host, sep, rest = arg.partition(":")
+    if sep and not HOST_RE.fullmatch(host):
+        raise InvalidArgument(f"refusing SOURCE {arg!r}: {host!r} is not a host name")
     return parse_source(rest if sep else arg)
 
 
-@dataclass(frozen=True)
-class DiskArg:
-    host: str
-    path: str
-    disk_id: int
+def _image_source(action: Action, arg: str, legacy: bool = False):
+    """A clone/ln SOURCE, checked before any remote call: an image file in a
+    datastore directory or an .isox (paths.check_image_file), an image LV
+    (<vg>/lv-oneimg-<id>), lvm:// or vol://."""
+    source = _source(arg)
+    if isinstance(source, (FileSource, IsoxSource)):
+        paths.check_image_file(action.config, source.path, legacy)
+    elif isinstance(source, LvSource):
+        action.config.check_vg(source.vg)
+        if parse_lv_name(source.lv).kind != "image":
+            raise InvalidArgument(f"refusing SOURCE {arg!r}: an LV SOURCE must be an image "
+                                  f"LV <vg>/lv-oneimg-<id> (lvm://<vm>/<disk> copies a VM's "
+                                  f"disk, with its rights checked)")
+    return source
 
-    @property
-    def sysdir(self) -> str:
-        return posixpath.dirname(self.path)
 
-
-def _disk_arg(text: str) -> DiskArg:
-    hp = parse_host_path(text)
-    return DiskArg(hp.host, hp.path, disk_id_from_path(hp.path))
+def _disk_arg(action: Action, text: str, vm_id: int, system_ds: int | None = None) -> DiskArg:
+    return paths.disk_arg(action.config, text, vm_id, system_ds)
 
 
 # ----------------------------------------------------------------- lookups
@@ -113,42 +126,49 @@ def linked_volume(disks: Disks, host: str, link: str) -> Volume | None:
         return None
 
 
-def check_may_use(action: Action, vm, what: str, owner_uid: int, owner_gid: int, perms) -> None:
-    from .xml import may_use
+def check_may_use(action: Action, vm, what: str, owner_uid: int, owner_gid: int, perms,
+                  right: str = "use") -> None:
+    """The VM's owner must have `right` (use, manage) on what it copies."""
+    from .xml import may
     user = action.api.user(vm.uid)
-    if not may_use(user, owner_uid, owner_gid, perms):
-        raise InvalidArgument(f"VM {vm.id}: its owner {vm.uname} (uid {vm.uid}) may not use "
-                              f"{what}: refusing to copy it")
+    if not may(user, owner_uid, owner_gid, perms, right):
+        raise InvalidArgument(f"VM {vm.id}: its owner {vm.uname} (uid {vm.uid}) may not "
+                              f"{right} {what}: refusing to copy it")
 
 
 # ----------------------------------------------------------------- clone / ln
 
 def clone(action: Action, argv: list[str]) -> None:
     src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "clone fe:SOURCE host:dir/disk.N VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
+    vm_id = _int(vm_arg, "VM id")
     ds_id = _int(ds_arg, "datastore id")
-    dst = _disk_arg(dst_arg)
-    source = _source(src_arg)
+    dst = _disk_arg(action, dst_arg, vm_id)
+    source = _image_source(action, src_arg)
+    action.vm_id = vm_id
     if isinstance(source, IsoxSource):
         clone_disk(action, source, dst, None, 0)
         return
-    vm = action.api.vm(action.vm_id)
+    vm = action.api.vm(vm_id)
     clone_disk(action, source, dst, datastore_vg(action, ds_id),
-               vm.disk(dst.disk_id).size_mb or 0, vm)
+               vm.disk(dst.disk_id).size_mb or 0, vm, bridges(action, ds_id))
 
 
 def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: int,
-               vm=None) -> None:
+               vm=None, bridge_hosts: list[str] | None = None, legacy: bool = False) -> None:
     """Copy `source` into lv-one-<vm>-<disk> in `vg`, sized max(source, size_mb),
-    active exclusively on dst.host and linked as dst.path (an .isox: link only)."""
+    active exclusively on dst.host and linked as dst.path (an .isox: link only).
+    Should dst.host die mid-copy, the half-made LV is removed from another of
+    `bridge_hosts` once the lock manager has released the dead host's lock."""
     disks = Disks(action)
     if isinstance(source, IsoxSource):
-        disks.link(dst.host, dst.path, source.path)
-        action.log(f"linked {dst.path} -> {source.path} (ISO, no LVM)")
+        real = _existing_file(action, disks, dst.host, source.path, legacy)
+        disks.link(dst.host, dst.path, real)
+        action.log(f"linked {dst.path} -> {real} (ISO, no LVM)")
         return
     vm_id = action.vm_id
     target = Volume(vg, vm_disk_lv(vm_id, dst.disk_id))
-    copy_from, source_format, copy_host = _resolve_copy_source(action, disks, vm, source, dst.host)
+    copy_from, source_format, copy_host = _resolve_copy_source(action, disks, vm, source, dst.host,
+                                                               legacy)
     use = Use(vm_id, dst.disk_id, dst.host)
 
     known = disks.lvs(dst.host, [target] + ([copy_from] if isinstance(copy_from, Volume) else []))
@@ -172,9 +192,10 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
         # copied where the source is in use (lvm://): it is active there already
         source_active_here = copy_host != dst.host
     else:
-        size, source_format = disks.image_virtual_size(copy_host, copy_from)
+        source_format, size = disks.probe_image(copy_host, copy_from)
     size = max(size, size_mb * MiB)
-    disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag])
+    disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag],
+                 undo_hosts=list(bridge_hosts or action.config.bridge_hosts) or None)
     _copy_into(action, disks, copy_host, copy_from, source_format, target, source_active_here,
                size=size)
     if copy_host != dst.host:
@@ -183,22 +204,35 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
     action.log(f"{target} ready on {dst.host} as {dst.path}")
 
 
-def _resolve_copy_source(action: Action, disks: Disks, vm, source, host: str):
+def _existing_file(action: Action, disks: Disks, host: str, path: str, legacy: bool) -> str:
+    """The real path of an image file SOURCE on `host` (symlinks resolved), which
+    must exist and obey the image-file rule (paths.check_image_file)."""
+    real = disks.resolve(host, path)
+    if real is None:
+        raise NotFound(f"image file {path} does not exist on {host}")
+    return paths.file_source_real(action.config, path, real, legacy)
+
+
+def _resolve_copy_source(action: Action, disks: Disks, vm, source, host: str,
+                         legacy: bool = False):
     """(Volume or file path, format, host to copy on) for a clone/cp source.
-    `vm` (the requesting VM) is needed only for lvm:// and vol:// permission checks."""
+    `vm` (the requesting VM) is needed only for lvm:// and vol:// permission checks.
+    A file is resolved on the host and probed (format, no backing or data file)."""
     if isinstance(source, (LvmSource, VolSource)) and vm is None:
         vm = action.api.vm(action.vm_id)
     if isinstance(source, LvSource):
         return Volume(action.config.check_vg(source.vg), source.lv), "raw", host
     if isinstance(source, FileSource):
-        return source.path, "auto", host
+        return _existing_file(action, disks, host, source.path, legacy), None, host
     if isinstance(source, LvmSource):
         from .xml import vm_is_quiescent
         other = action.api.vm(source.vm_id)
         if not vm_is_quiescent(other):
             raise InvalidArgument(f"lvm://{source.vm_id}/{source.disk_id}: VM {source.vm_id} is "
                                   f"not suspended, stopped, powered off or undeployed")
-        check_may_use(action, vm, f"VM {other.id}", other.uid, other.gid, other.permissions)
+        # copying a VM's disk is OpenNebula's disk-saveas: MANAGE on that VM
+        check_may_use(action, vm, f"VM {other.id}", other.uid, other.gid, other.permissions,
+                      right="manage")
         other_ds = other.disk(source.disk_id).datastore_id
         if other_ds is None and other.last_history is not None:
             other_ds = other.last_history.ds_id       # a volatile disk: the system DS
@@ -298,22 +332,26 @@ def _release_flag(action: Action) -> str:
 
 def ln(action: Action, argv: list[str]) -> None:
     src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "ln fe:SOURCE host:dir/disk.N VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
+    vm_id = _int(vm_arg, "VM id")
     _int(ds_arg, "datastore id")
-    dst = _disk_arg(dst_arg)
-    source = _source(src_arg)
+    dst = _disk_arg(action, dst_arg, vm_id)
+    source = _image_source(action, src_arg)
+    action.vm_id = vm_id
     readonly = False
     if isinstance(source, LvSource):
         readonly = action.api.vm(action.vm_id).disk(dst.disk_id).readonly
     link_disk(action, source, dst, readonly)
 
 
-def link_disk(action: Action, source, dst: DiskArg, readonly: bool) -> None:
-    """Use an image in place: a persistent image LV (activated here) or a file."""
+def link_disk(action: Action, source, dst: DiskArg, readonly: bool,
+              legacy: bool = False) -> None:
+    """Use an image in place: a persistent image LV (activated here) or a file
+    (which must exist and lie where image files lie)."""
     disks = Disks(action)
     if isinstance(source, (IsoxSource, FileSource)):
-        disks.link(dst.host, dst.path, source.path)
-        action.log(f"linked {dst.path} -> {source.path} (file, no LVM)")
+        real = _existing_file(action, disks, dst.host, source.path, legacy)
+        disks.link(dst.host, dst.path, real)
+        action.log(f"linked {dst.path} -> {real} (file, no LVM)")
         return
     if not isinstance(source, LvSource):
         raise InvalidArgument(f"ln: SOURCE must be an image LV <vg>/lv-oneimg-<id>, "
@@ -340,21 +378,24 @@ def link_disk(action: Action, source, dst: DiskArg, readonly: bool) -> None:
 def mkimage(action: Action, argv: list[str]) -> None:
     size_arg, fmt, dst_arg, vm_arg, ds_arg = _args(
         argv, 5, "mkimage SIZE FORMAT host:dir/disk.N VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
-    dst = _disk_arg(dst_arg)
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    size_mb = _int(size_arg, "size")
+    dst = _disk_arg(action, dst_arg, vm_id, ds_id)
+    action.vm_id = vm_id
     fs = ""
     if fmt != "swap":
         fs = action.api.vm(action.vm_id).disk(dst.disk_id).fs or ""
-    make_volatile(action, _int(size_arg, "size"), dst,
-                  datastore_vg(action, _int(ds_arg, "datastore id")),
+    make_volatile(action, size_mb, dst, datastore_vg(action, ds_id),
                   "swap" if fmt == "swap" else fs)
 
 
 def mkswap(action: Action, argv: list[str]) -> None:
     size_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "mkswap SIZE host:dir/disk.N VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
-    make_volatile(action, _int(size_arg, "size"), _disk_arg(dst_arg),
-                  datastore_vg(action, _int(ds_arg, "datastore id")), "swap")
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    size_mb = _int(size_arg, "size")
+    dst = _disk_arg(action, dst_arg, vm_id, ds_id)
+    action.vm_id = vm_id
+    make_volatile(action, size_mb, dst, datastore_vg(action, ds_id), "swap")
 
 
 _FS_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -404,9 +445,10 @@ def context(action: Action, argv: list[str]) -> None:
     if len(argv) < 4:
         raise InvalidArgument("usage: context FILE... host:dir/disk.N VMID DSID")
     *files, dst_arg, vm_arg, ds_arg = argv
-    action.vm_id = _int(vm_arg, "VM id")
-    _int(ds_arg, "datastore id")
-    build_context(action, files, _disk_arg(dst_arg))
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    dst = _disk_arg(action, dst_arg, vm_id, ds_id)
+    action.vm_id = vm_id
+    build_context(action, files, dst)
 
 
 def build_context(action: Action, files: list[str], dst: DiskArg) -> None:
@@ -443,14 +485,22 @@ def _context_file(spec: str) -> tuple[str, str]:
 
 def mv(action: Action, argv: list[str]) -> None:
     src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "mv hostA:path hostB:path VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
-    ds_id = _int(ds_arg, "datastore id")
-    src, dst = parse_host_path(src_arg), parse_host_path(dst_arg)
-    disks = Disks(action)
-    if not posixpath.basename(dst.path).startswith("disk."):
-        _mv_dir(action, disks, src, dst)
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    config = action.config
+    if not paths.is_disk_path(dst_arg):
+        # the VM directory; a migration may come from another system datastore
+        src = paths.dir_arg(config, src_arg, vm_id, what="source directory")
+        dst = paths.dir_arg(config, dst_arg, vm_id, ds_id, what="destination directory")
+        action.vm_id = vm_id
+        _mv_dir(action, Disks(action), src, dst)
         return
-    disk_id = disk_id_from_path(dst.path)
+    src = paths.disk_arg(config, src_arg, vm_id, what="source disk")
+    dst = paths.disk_arg(config, dst_arg, vm_id, what="destination disk")
+    if src.disk_id != dst.disk_id:
+        raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: not the same disk")
+    action.vm_id = vm_id
+    disks = Disks(action)
+    disk_id = dst.disk_id
     vm = action.api.vm(action.vm_id)
     volume = disk_volume(action, vm, disk_id, ds_id)
     if volume is None:                          # an ISO symlink: GFS2 keeps it
@@ -491,15 +541,18 @@ def _mv_dir(action: Action, disks: Disks, src, dst) -> None:
 
 def delete(action: Action, argv: list[str]) -> None:
     path_arg, vm_arg, ds_arg = _args(argv, 3, "delete host:path VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
-    ds_id = _int(ds_arg, "datastore id")
-    target = parse_host_path(path_arg)
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    if paths.is_disk_path(path_arg):
+        target = paths.disk_arg(action.config, path_arg, vm_id)
+    else:                        # the VM directory: of this VM in this system datastore
+        target = paths.dir_arg(action.config, path_arg, vm_id, ds_id)
+    action.vm_id = vm_id
     disks = Disks(action)
     host = disks.worker(target.host, bridges(action, ds_id))
-    if not posixpath.basename(target.path).startswith("disk."):
+    if not isinstance(target, DiskArg):
         _delete_dir(action, disks, host, target.path)
         return
-    disk_id = disk_id_from_path(target.path)
+    disk_id = target.disk_id
     volume = linked_volume(disks, host, target.path)
     if volume is None:
         try:
@@ -609,10 +662,10 @@ def _delete_dir(action: Action, disks: Disks, host: str, path: str) -> None:
 
 def mvds(action: Action, argv: list[str]) -> None:
     disk_arg, source_arg, vm_arg, ds_arg = _args(argv, 4, "mvds host:dir/disk.N SOURCE VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
-    ds_id = _int(ds_arg, "datastore id")
-    disk = _disk_arg(disk_arg)
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    disk = _disk_arg(action, disk_arg, vm_id)
     source = _source(source_arg)
+    action.vm_id = vm_id
     if not isinstance(source, LvSource):
         raise InvalidArgument(f"mvds: SOURCE must be an image LV, got {source_arg!r}")
     volume = Volume(action.config.check_vg(source.vg), source.lv)
@@ -625,11 +678,11 @@ def mvds(action: Action, argv: list[str]) -> None:
 def cpds(action: Action, argv: list[str]) -> None:
     disk_arg, source_arg, snap_arg, vm_arg, ds_arg = _args(
         argv, 5, "cpds host:dir/disk.N SOURCE SNAPID VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
-    ds_id = _int(ds_arg, "datastore id")
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     snap_id = -1 if snap_arg == "-1" else _int(snap_arg, "snapshot id")
-    disk = _disk_arg(disk_arg)
+    disk = _disk_arg(action, disk_arg, vm_id)
     target = _source(source_arg)
+    action.vm_id = vm_id
     if not isinstance(target, LvSource):
         raise InvalidArgument(f"cpds: SOURCE must be an image LV, got {source_arg!r}")
     target = Volume(action.config.check_vg(target.vg), target.lv)
@@ -674,10 +727,16 @@ def failmigrate(action: Action, argv: list[str]) -> None:
 def _migrate(action: Action, argv: list[str], phase: str) -> None:
     src, dst, sysdir, vm_arg, ds_arg, caller = _args(
         argv, 5, f"{phase} SRCHOST DSTHOST SYSDIR VMID SYSDS [CALLING_TM]", optional=1)
-    action.vm_id = _int(vm_arg, "VM id")
-    sys_ds = _int(ds_arg, "datastore id")
+    vm_id, sys_ds = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    src, dst = check_host(src), check_host(dst)
+    paths.check_sysdir(action.config, sysdir, vm_id, sys_ds)
+    if caller and not HOST_RE.fullmatch(caller):
+        raise InvalidArgument(f"invalid CALLING_TM {caller!r}")
+    action.vm_id = vm_id
     from .xml import parse_vm_base64
     vm = parse_vm_base64(action.stdin.decode("ascii", "replace"))
+    if vm.id != vm_id:
+        raise InvalidArgument(f"{phase}: the VM document on stdin is VM {vm.id}, not VM {vm_id}")
     disks = Disks(action)
     ours, others = [], set()
     for disk in vm.disks:
@@ -741,10 +800,10 @@ def _dispatch_other_tms(action: Action, phase: str, tms: list[str], args: list[s
 
 def resize(action: Action, argv: list[str]) -> None:
     disk_arg, size_arg, vm_arg, ds_arg = _args(argv, 4, "resize host:dir/disk.N SIZE VMID DSID")
-    action.vm_id = _int(vm_arg, "VM id")
-    ds_id = _int(ds_arg, "datastore id")
-    disk = _disk_arg(disk_arg)
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    disk = _disk_arg(action, disk_arg, vm_id)
     size = _int(size_arg, "size") * MiB
+    action.vm_id = vm_id
     disks = Disks(action)
     volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
     if volume is None:
@@ -772,14 +831,15 @@ def resize(action: Action, argv: list[str]) -> None:
 
 def _snapshot_args(action: Action, argv: list[str], usage: str):
     disk_arg, snap_arg, vm_arg, ds_arg = _args(argv, 4, usage)
-    action.vm_id = _int(vm_arg, "VM id")
-    ds_id = _int(ds_arg, "datastore id")
-    disk = _disk_arg(disk_arg)
+    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    disk = _disk_arg(action, disk_arg, vm_id)
+    snap_id = _int(snap_arg, "snapshot id")
+    action.vm_id = vm_id
     disks = Disks(action)
     volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
     if volume is None:
         raise InvalidArgument("this disk is not an LV: no snapshots")
-    snapshot = Volume(volume.vg, parse_lv_name(volume.lv).snapshot(_int(snap_arg, "snapshot id")))
+    snapshot = Volume(volume.vg, parse_lv_name(volume.lv).snapshot(snap_id))
     return disks, disks.worker(disk.host, bridges(action, ds_id)), volume, snapshot
 
 

@@ -17,54 +17,55 @@ GFS2 (the truth about what the VM uses) plus the VM's own LVs by exact name.
 
 from __future__ import annotations
 
-import posixpath
 
 from ..errors import InvalidArgument
-from ..names import HostPath, parse_host_path, parse_lv_name
-from . import runtime
+from ..names import HostPath, parse_lv_name
+from . import paths, runtime
 from .disks import Disks, Volume, is_frontend
+from .paths import DiskArg
 from .runtime import Action
-from .tm import (DiskArg, _args, _disk_arg, _int, _remove_vm_disk, _source, build_context,
-                 clone_disk, delete_disk, link_disk, linked_disks, make_volatile, move_disk)
-
-
-def _vm_of(path: str) -> int:
-    """VM id from a 3.x path: /var/lib/one/<vid>/images[/disk.N]."""
-    parts = [part for part in path.split("/") if part]
-    if "images" not in parts or parts.index("images") == 0:
-        raise InvalidArgument(f"not a 3.x VM path (.../<vid>/images/...): {path!r}")
-    return _int(parts[parts.index("images") - 1], "VM id")
+from .tm import (_args, _image_source, _int, _remove_vm_disk, build_context, clone_disk,
+                 delete_disk, link_disk, linked_disks, make_volatile, move_disk)
 
 
 def _disk(action: Action, arg: str) -> DiskArg:
-    dst = _disk_arg(arg)
-    action.vm_id = _vm_of(dst.path)
+    """A host-side 3.x disk, <gfs2>/<vid>/images/disk.N (paths.disk_arg3); the
+    VM id comes from it."""
+    dst = paths.disk_arg3(action.config, arg)
+    if dst.path != f"{paths.vm_dir3(action.config, dst.vm_id)}/disk.{dst.disk_id}":
+        raise InvalidArgument(f"refusing disk {arg!r}: it must be "
+                              f"{paths.vm_dir3(action.config, dst.vm_id)}/disk.<N>")
+    action.vm_id = dst.vm_id
     return dst
 
 
 def clone3(action: Action, argv: list[str]) -> None:
     src_arg, dst_arg, size_arg = _args(argv, 2, "tm_clone.sh fe:SOURCE host:dir/disk.N [SIZE]",
                                        optional=1)
+    size_mb = _int(size_arg, "size") if size_arg else 0
     dst = _disk(action, dst_arg)
-    clone_disk(action, _source(src_arg), dst, action.config.default_vg,
-               _int(size_arg, "size") if size_arg else 0)
+    clone_disk(action, _image_source(action, src_arg, legacy=True), dst,
+               action.config.default_vg, size_mb, legacy=True)
 
 
 def ln3(action: Action, argv: list[str]) -> None:
     src_arg, dst_arg = _args(argv, 2, "tm_ln.sh fe:SOURCE host:dir/disk.N")
-    link_disk(action, _source(src_arg), _disk(action, dst_arg), readonly=False)
+    dst = _disk(action, dst_arg)
+    link_disk(action, _image_source(action, src_arg, legacy=True), dst, readonly=False,
+              legacy=True)
 
 
 def mkswap3(action: Action, argv: list[str]) -> None:
     size_arg, dst_arg = _args(argv, 2, "tm_mkswap.sh SIZE host:dir/disk.N")
-    make_volatile(action, _int(size_arg, "size"), _disk(action, dst_arg),
-                  action.config.default_vg, "swap")
+    size_mb = _int(size_arg, "size")
+    make_volatile(action, size_mb, _disk(action, dst_arg), action.config.default_vg, "swap")
 
 
 def mkimage3(action: Action, argv: list[str]) -> None:
     size_arg, fs, dst_arg = _args(argv, 3, "tm_mkimage.sh SIZE FSTYPE host:dir/disk.N")
-    make_volatile(action, _int(size_arg, "size"), _disk(action, dst_arg),
-                  action.config.default_vg, "" if fs in ("raw", "-") else fs)
+    size_mb = _int(size_arg, "size")
+    make_volatile(action, size_mb, _disk(action, dst_arg), action.config.default_vg,
+                  "" if fs in ("raw", "-") else fs)
 
 
 def context3(action: Action, argv: list[str]) -> None:
@@ -76,46 +77,53 @@ def context3(action: Action, argv: list[str]) -> None:
 
 def mv3(action: Action, argv: list[str]) -> None:
     src_arg, dst_arg = _args(argv, 2, "tm_mv.sh hostA:path hostB:path")
-    src, dst = parse_host_path(src_arg), parse_host_path(dst_arg)
-    action.vm_id = _vm_of(dst.path if "images" in dst.path else src.path)
+    config = action.config
+    if paths.is_disk_path(src_arg):
+        src = paths.disk_arg3(config, src_arg, "source disk")
+        dst = paths.disk_arg3(config, dst_arg, "destination disk")
+    else:
+        src = paths.dir_arg3(config, src_arg, "source directory")
+        dst = paths.dir_arg3(config, dst_arg, "destination directory")
+    if src.vm_id != dst.vm_id:
+        raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: two different VMs")
+    action.vm_id = src.vm_id
     disks = Disks(action)
-    if posixpath.basename(src.path).startswith("disk."):
+    vm_dir = paths.vm_dir3(config, src.vm_id)
+    if isinstance(src, DiskArg):
         # a persistent disk saved back at epilog: release it (its data is the image)
-        disk = _disk_arg(src_arg)
-        host = disks.worker(disk.host)
-        for disk_id, _, volume in linked_disks(disks, host, disk.sysdir):
-            if disk_id == disk.disk_id and volume is not None:
+        if src.disk_id != dst.disk_id:
+            raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: not the same disk")
+        host = disks.worker(src.host)
+        for disk_id, _, volume in linked_disks(disks, host, vm_dir):
+            if disk_id == src.disk_id and volume is not None:
                 move_disk(action, disks, volume, disk_id, src, dst, readonly=False)
         return
     # the whole VM directory: stop (dst = front-end), resume (src = front-end), migrate.
-    # Link paths are the same on both sides: the worker side's dir is on GFS2.
+    # Link paths are the same on both sides: the host side's dir is on GFS2.
     worker_side = dst if not is_frontend(dst.host) else src
-    directory = _images_dir(worker_side.path)
-    for disk_id, link, volume in linked_disks(disks, disks.worker(worker_side.host), directory):
+    for disk_id, link, volume in linked_disks(disks, disks.worker(worker_side.host), vm_dir):
         if volume is not None:
             move_disk(action, disks, volume, disk_id, HostPath(src.host, link),
                       HostPath(dst.host, link), readonly=False)
 
 
-def _images_dir(path: str) -> str:
-    """3.x uses /var/lib/one/<vid>/images on hosts and /var/lib/one/<vid> on the FE."""
-    path = path.rstrip("/")
-    return path if path.endswith("/images") else posixpath.join(path, "images")
-
-
 def delete3(action: Action, argv: list[str]) -> None:
     (path_arg,) = _args(argv, 1, "tm_delete.sh host:/var/lib/one/<vid>/images")
-    target = parse_host_path(path_arg)
-    action.vm_id = _vm_of(target.path)
-    disks = Disks(action)
-    host = disks.worker(target.host)
-    if posixpath.basename(target.path).startswith("disk."):
-        disk = _disk_arg(path_arg)
+    if paths.is_disk_path(path_arg):
+        disk = _disk(action, path_arg)
+        disks = Disks(action)
+        host = disks.worker(disk.host)
         volume = next((v for d, _, v in linked_disks(disks, host, disk.sysdir)
                        if d == disk.disk_id), None)
         delete_disk(action, disks, host, disk.path, disk.disk_id, volume)
         return
-    directory = _images_dir(target.path)
+    target = paths.dir_arg3(action.config, path_arg)
+    directory = paths.vm_dir3(action.config, target.vm_id)
+    if target.path != directory:
+        raise InvalidArgument(f"refusing VM directory {path_arg!r}: it must be {directory}")
+    action.vm_id = target.vm_id
+    disks = Disks(action)
+    host = disks.worker(target.host)
     for disk_id, link, volume in linked_disks(disks, host, directory):
         delete_disk(action, disks, host, link, disk_id, volume)
     # the VM's own LVs that no link names any more (an interrupted deploy): exact names

@@ -647,30 +647,39 @@ class User(_Node):
 
 # --- permission rule -------------------------------------------------------------
 
-def may_use(user: User, owner_uid: int, owner_gid: int, perms: Permissions) -> bool:
-    """OpenNebula's USE right from ownership and permission bits alone.
+def may(user: User, owner_uid: int, owner_gid: int, perms: Permissions,
+        right: str = "use") -> bool:
+    """OpenNebula's USE or MANAGE right from ownership and permission bits alone.
 
     True for oneadmin (uid 0) and members of the oneadmin group (gid 0), for
-    the owner when OWNER_U is set, for members of the object's group when
-    GROUP_U is set, and for anyone when OTHER_U is set.
+    the owner when OWNER_<U|M> is set, for members of the object's group when
+    GROUP_<U|M> is set, and for anyone when OTHER_<U|M> is set.
 
     ACL rules (`oneacl`) are NOT evaluated: a right granted only by an ACL
     rule is refused here, and an ACL cannot revoke what the bits grant.  This
     errs on the side of refusing, which is what a storage driver wants.
     """
+    if right not in ("use", "manage"):
+        raise ValueError(f"unknown right {right!r}")
+    bit = "u" if right == "use" else "m"
     groups = user.group_ids
     if user.id == ONEADMIN_UID or ONEADMIN_GID in groups:
         return True
-    if user.id == owner_uid and perms.owner_u:
+    if user.id == owner_uid and getattr(perms, f"owner_{bit}"):
         return True
-    if owner_gid in groups and perms.group_u:
+    if owner_gid in groups and getattr(perms, f"group_{bit}"):
         return True
-    return perms.other_u
+    return getattr(perms, f"other_{bit}")
 
 
-def may_use_object(user: User, obj: _Owned) -> bool:
-    """may_use() with the owner and permissions of a VM or IMAGE document."""
-    return may_use(user, obj.uid, obj.gid, obj.permissions)
+def may_use(user: User, owner_uid: int, owner_gid: int, perms: Permissions) -> bool:
+    """may() for the USE right."""
+    return may(user, owner_uid, owner_gid, perms, "use")
+
+
+def may_use_object(user: User, obj: _Owned, right: str = "use") -> bool:
+    """may() with the owner and permissions of a VM or IMAGE document."""
+    return may(user, obj.uid, obj.gid, obj.permissions, right)
 
 
 # --- entry points ------------------------------------------------------------------

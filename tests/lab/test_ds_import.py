@@ -206,7 +206,7 @@ def test_vol_and_lvm_sources_check_the_owner(fe, lab):
           state=SUSPENDED, lcm_state=0)
     failed = ds(fe, "cp", 581, expect_ok=False, path="lvm://7901/0", uid=6, gid=101,
                 uname="bob")
-    assert "may not use VM 7901" in failed.failure_message and fe.lv("lv-oneimg-581") is None
+    assert "may not manage VM 7901" in failed.failure_message and fe.lv("lv-oneimg-581") is None
     assert ds(fe, "stat", 581, path="lvm://7901/0").stdout == "16\n"
     ds(fe, "cp", 581, path="lvm://7901/0", uid=5, gid=100, uname="alice")
     expected = pattern(8, MiB) + data[MiB:]

@@ -94,12 +94,18 @@ def test_lvm_source_needs_a_quiescent_vm_and_use_rights(fe, vm_ids, lab):
     assert fe.active_on("lv-one-7406-0") == [other]
     assert fe.active_on("lv-one-7405-0") == [node]           # the source is where it was
     assert fe.sha(other, "lv-one-7406-0", MiB) == digest(pattern(15, MiB))
-    # bob may not use alice's VM (permissions 600)
+    # bob may not manage alice's VM (permissions 600): lvm:// is disk-saveas, MANAGE
     vm_ids.append(7407)
     fe.vm(7407, [{"image_id": 510, "size": 16}], host=other, uid=6, gid=101, uname="bob")
     failed = clone(fe, 7407, other, "lvm://7405/0", expect_ok=False)
-    assert "may not use VM 7405" in failed.failure_message
+    assert "may not manage VM 7405" in failed.failure_message
     assert fe.lv("lv-one-7407-0") is None                     # nothing left behind
+    # USE for everyone (604) is not enough: copying a VM's disk needs MANAGE
+    fe.vm(7405, [{"image_id": 510, "size": 16}], host=node, uid=5, gid=100, uname="alice",
+          state=SUSPENDED, lcm_state=0, permissions="604")
+    failed = clone(fe, 7407, other, "lvm://7405/0", expect_ok=False)
+    assert "may not manage VM 7405" in failed.failure_message
+    assert fe.lv("lv-one-7407-0") is None
 
 
 def test_vol_source_checks_image_rights(fe, vm_ids, lab):
@@ -117,19 +123,38 @@ def test_vol_source_checks_image_rights(fe, vm_ids, lab):
 
 def test_import_from_a_qcow2_file_on_gfs2(fe, vm_ids, lab):
     node = lab.node_names[0]
-    path = "/var/lib/one/import-test.qcow2"
+    ds_dir = f"/var/lib/one/datastores/{IMAGE_DS}"
+    path = f"{ds_dir}/import-test.qcow2"
     raw = pattern(16, 3 * MiB)
     remote = fe.cluster.remote(node)
-    remote.run(["sh", "-c", 'cat > "$1.raw" && qemu-img convert -q -f raw -O qcow2 "$1.raw" "$1" '
-                '&& rm -f "$1.raw"', "sh", path], stdin=raw)
+    remote.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1.raw" && '
+                'qemu-img convert -q -f raw -O qcow2 "$1.raw" "$1" && '
+                # an overlay whose backing file is another file; a link out of the datastore
+                'qemu-img create -q -f qcow2 -F qcow2 -b "$1" "$1.overlay" && '
+                'ln -sfn /etc/hostname "$2/escape" && rm -f "$1.raw"', "sh", path, ds_dir],
+               stdin=raw)
     try:
-        vm_ids.append(7410)
+        vm_ids.extend([7410, 7412])
         fe.vm(7410, [{"image_id": 510, "size": 8}], host=node)
         clone(fe, 7410, node, f"{FE}:{path}")
         assert fe.lv("lv-one-7410-0").size_bytes == 8 * MiB
         assert fe.sha(node, "lv-one-7410-0", len(raw)) == digest(raw)   # converted to raw
+        # refused, and nothing made: a backing file, a file outside a datastore
+        # directory (also through a symlink), a missing ISO
+        fe.vm(7412, [{"image_id": 510, "size": 8}], host=node)
+        for source, says in [(f"{path}.overlay", "backing file"),
+                             ("/var/lib/one/elsewhere.qcow2", "datastore directory"),
+                             (f"{ds_dir}/escape", "resolves to '/etc/hostname'"),
+                             ("/var/lib/one/isos/missing.isox", "does not exist")]:
+            failed = clone(fe, 7412, node, f"{FE}:{source}", expect_ok=False)
+            assert says in failed.failure_message, failed.failure_message
+            assert fe.lv("lv-one-7412-0") is None and not fe.exists(fe.disk_path(7412, 0))
+        failed = fe.tm("ln", f"{FE}:{ds_dir}/escape", f"{node}:{fe.disk_path(7412, 0)}", 7412,
+                       IMAGE_DS, expect_ok=False)
+        assert "resolves to '/etc/hostname'" in failed.failure_message
+        assert not fe.exists(fe.disk_path(7412, 0))
     finally:
-        remote.run(["rm", "-f", path])
+        remote.run(["rm", "-f", path, f"{path}.overlay", f"{ds_dir}/escape"])
 
 
 def test_disk_snapshots_survive_migration(fe, vm_ids, lab):

@@ -71,7 +71,9 @@ def test_only_our_iso_copies_may_be_removed():
     ("cp", ["/var/tmp/a", "7", "8"], "given twice and different"),
     ("mkfs", ["ext4", "x", "7"], "invalid size 'x'"),
     ("mkfs", ["ext4", "8", "7", "7", "7"], "usage: mkfs"),
-    ("mv", ["relative", "-", "7"], "SRC must be a VM disk path"),
+    ("mv", ["relative", "-", "7"], "invalid disk path 'relative'"),
+    ("mv", ["/var/lib/one/victim", "-", "7"], "refusing disk path '/var/lib/one/victim'"),
+    ("mv", ["/etc/7/images/disk.0", "-", "7"], "refusing disk path"),
     ("rm", ["vg_one/lv-one-1-0", "7"], "not an image LV"),     # never a VM's disk
     ("rm", ["vg_one/lv-oneimg-1-snap-0", "7"], "invalid image source"),
 ])
@@ -81,7 +83,7 @@ def test_3x_image_arguments(name, argv, message, capsys, monkeypatch):
     action = Action(name=name, config=CONFIG)
     function = image3.COMMANDS[name]
     if name in ("mv",):
-        # mv's path check runs on a bridge host: call the check directly
+        # SRC is checked before any remote call: a bridge host is never reached
         with pytest.raises(InvalidArgument, match=message):
             action.cluster.on_bridge = lambda work, hosts: work("n1")   # no SSH reached
             function(action, argv)
