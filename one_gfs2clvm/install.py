@@ -80,6 +80,8 @@ RULES: tuple[Rule, ...] = (
     Rule("etc-udev-rules-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
     Rule("etc-cron-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
 )
+# Copied byte for byte (not "script"): it keeps its `#!/usr/bin/python3 -I`,
+# the system interpreter, isolated, whatever --python says.
 HELPER_RULE = Rule(HELPER_SOURCE, NODE, BOTH_LAYOUTS, "mode:0755")
 
 DIR_MODE = 0o755

@@ -366,10 +366,6 @@ class LvmClient:
     def deactivate(self, vg: str, name: str) -> None:
         self.activate(vg, name, "off")
 
-    def rename(self, vg: str, old: str, new: str) -> None:
-        vg, old, new = self._vg(vg), check_lv(old), check_lv(new)
-        self._run(vg, old, "rename", old, new)
-
     def add_tag(self, vg: str, name: str, tag: str) -> None:
         vg, name = self._vg(vg), check_lv(name)
         self._run(vg, name, "addtag", name, check_tag(tag))

@@ -1,9 +1,11 @@
-#!/usr/bin/python3
+#!/usr/bin/python3 -I
 """one-gfs2clvm-helper: the only thing `oneadmin` may run as root on a worker.
 
 Installed root-owned (mode 0755) as /usr/sbin/one-gfs2clvm-helper on every
 worker; etc-sudoers-d/ lets oneadmin run exactly this file.  It is a single
-standard-library file so a worker needs nothing but python3 and lvm2.
+standard-library file so a worker needs nothing but python3 and lvm2.  The
+#! line runs the system python3 isolated (-I): no PYTHON* variables, no user
+site-packages (.pth files under $HOME), no script directory on sys.path.
 
 It accepts only the verbs below, only the volume groups named in the
 root-owned /etc/one/gfs2clvm.conf, and only our LV name patterns, then runs
@@ -15,15 +17,18 @@ lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
     remove   VG LV
     extend   VG LV SIZE_BYTES         new total size
     activate VG LV MODE               MODE: ey (exclusive) sy (shared) y ly n ln
-    rename   VG LV NEW_LV
     addtag   VG LV TAG
     deltag   VG LV TAG
     version                           helper version, lock mode and VGs
     boot-activate [--wait S] [VG ...] activate the LVs whose one-use tags name
                                       this host (node boot; all VGs by default;
                                       --wait: retry the lock-start for S seconds)
+    udev-owns VG LV                   no lvm call, no output: exit 0 if VG is
+                                      configured and LV is one of our names,
+                                      else 1 (etc-udev-rules-d/ asks this)
 
-Exit status: lvm's own on an lvm failure; 64 when the request is refused.
+Exit status: lvm's own on an lvm failure; 64 when the request is refused or
+anything else goes wrong (one stderr line, never a traceback).
 Transient VG/global lock contention (another host is changing the VG) is
 retried with back-off, bounded by [locking] lvm_retries.
 """
@@ -60,6 +65,7 @@ SIZE_RE = re.compile(r"^[1-9][0-9]{0,19}$")
 # Retry settings: small plain decimals (config.py applies the same patterns).
 RETRIES_RE = re.compile(r"^[0-9]{1,2}$")
 DELAY_RE = re.compile(r"^[0-9]{1,2}(\.[0-9]{1,3})?$")
+WAIT_RE = re.compile(r"^[0-9]{1,4}$")
 # Every pattern above is applied with fullmatch(): `$` alone also matches
 # before a trailing newline, which would let "lv-one-1-0\n" through.
 ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n", "ln")
@@ -72,6 +78,7 @@ LV_FIELDS = ("lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_active,lv_active_locall
 VG_FIELDS = ("vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_attr,vg_lock_type,"
              "vg_shared,lv_count,vg_tags")
 
+# Scanned with search() in lvm's own stderr, never applied to requests.
 # Another host holds the VG (or global) lock for a metadata change: worth a
 # retry.  An LV lock held elsewhere is a state, not a transient: no retry.
 TRANSIENT_LOCK_RE = re.compile(
@@ -164,10 +171,6 @@ def lvm_argv(verb, args, allowed_vgs):
             raise Refused("activation mode %r is not one of %s"
                           % (args[2], " ".join(ACTIVATION_MODES)))
         return ["lvchange", "--activate", args[2], vg + "/" + lv]
-    if verb == "rename":
-        need(3)
-        vg, lv, new = check_vg(args[0], allowed_vgs), check_lv(args[1]), check_lv(args[2])
-        return ["lvrename", vg, lv, new]
     if verb in ("addtag", "deltag"):
         need(3)
         vg, lv, tag = check_vg(args[0], allowed_vgs), check_lv(args[1]), check_tag(args[2])
@@ -199,6 +202,30 @@ def read_config(path=CONFIG_PATH):
     if not vgs:
         raise Refused("%s: [storage] volume_groups is empty" % path)
     return {"vgs": vgs, "lock_mode": lock_mode, "retries": retries, "delay": delay}
+
+
+def udev_owns(vg, lv, allowed_vgs):
+    """Whether the udev rule may give oneadmin the device of vg/lv.
+
+    Only answers yes or no from the names and the config: it runs nothing
+    and changes nothing, so it is harmless that sudo lets oneadmin call it.
+    """
+    try:
+        check_vg(vg, allowed_vgs)
+    except Refused:
+        return False
+    return is_our_lv(lv)
+
+
+def boot_activate_request(args, allowed_vgs):
+    """[--wait S] [VG ...] -> (VGs, seconds); all configured VGs by default."""
+    wait = 0.0
+    if args[:1] == ["--wait"]:
+        if len(args) < 2 or not WAIT_RE.fullmatch(args[1]):
+            raise Refused("boot-activate --wait takes seconds (0..9999)")
+        args, wait = args[2:], float(args[1])
+    vgs = [check_vg(vg, allowed_vgs) for vg in args]
+    return vgs or list(allowed_vgs), wait
 
 
 def lvm_binary():
@@ -260,7 +287,7 @@ def boot_activate(config, vgs, run=None, host_names=None, wait=0.0, clock=time.m
             if not is_our_lv(lv["lv_name"]):
                 continue
             tags = [tag for tag in lv.get("lv_tags", "").split(",") if tag]
-            uses = [USE_TAG_RE.match(tag) for tag in tags]
+            uses = [USE_TAG_RE.fullmatch(tag) for tag in tags]
             uses = [use for use in uses if use]
             if not any(use.group(3) in host_names for use in uses):
                 continue
@@ -280,34 +307,46 @@ def boot_activate(config, vgs, run=None, host_names=None, wait=0.0, clock=time.m
     return status, lines
 
 
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if os.geteuid() != 0:
-            raise Refused("must run as root (through sudo)")
-        if not argv:
-            raise Refused("no verb given")
-        config = read_config()
-        if argv[0] == "boot-activate":
-            args, wait = argv[1:], 0.0
-            if args[:1] == ["--wait"]:
-                if len(args) < 2 or not re.match(r"^[0-9]{1,4}$", args[1]):
-                    raise Refused("boot-activate --wait takes seconds (0..9999)")
-                args, wait = args[2:], float(args[1])
-            for vg in args:
-                check_vg(vg, config["vgs"])
-            status, lines = boot_activate(config, args or config["vgs"], wait=wait)
-            for line in lines:
-                print(line)
-            return status
-        if argv[0] == "version":
-            print(json.dumps({"helper": VERSION, "lock_mode": config["lock_mode"],
-                              "volume_groups": config["vgs"]}))
-            return 0
-        command = lvm_argv(argv[0], argv[1:], config["vgs"])
+        status = _main(argv)
+        sys.stdout.flush()  # a write error here is reported like any other
+        return status
     except Refused as exc:
-        sys.stderr.write("one-gfs2clvm-helper: refused: %s\n" % exc)
-        return EXIT_REFUSED
+        sys.stderr.write("one-gfs2clvm-helper: refused: %s\n" % _one_line(exc))
+    except Exception as exc:
+        # a missing lvm binary, a bad lvm report, a bug: one line, no traceback
+        sys.stderr.write("one-gfs2clvm-helper: error: %s: %s\n"
+                         % (type(exc).__name__, _one_line(exc)))
+    return EXIT_REFUSED
+
+
+def _main(argv):
+    if os.geteuid() != 0:
+        raise Refused("must run as root (through sudo)")
+    if not argv:
+        raise Refused("no verb given")
+    config = read_config(CONFIG_PATH)
+    if argv[0] == "udev-owns":
+        if len(argv) != 3:
+            raise Refused("udev-owns: expected 2 arguments, got %d" % (len(argv) - 1))
+        return 0 if udev_owns(argv[1], argv[2], config["vgs"]) else 1
+    if argv[0] == "boot-activate":
+        vgs, wait = boot_activate_request(argv[1:], config["vgs"])
+        status, lines = boot_activate(config, vgs, wait=wait)
+        for line in lines:
+            print(line)
+        return status
+    if argv[0] == "version":
+        print(json.dumps({"helper": VERSION, "lock_mode": config["lock_mode"],
+                          "volume_groups": config["vgs"]}))
+        return 0
+    command = lvm_argv(argv[0], argv[1:], config["vgs"])
     proc = run_lvm(command, config["retries"], config["delay"])
     sys.stdout.buffer.write(proc.stdout)
     sys.stderr.buffer.write(proc.stderr)

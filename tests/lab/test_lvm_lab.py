@@ -64,7 +64,7 @@ def test_vg_is_shared_with_lvmlockd(lab, cluster):
 
 def test_lv_lifecycle_on_the_shared_vg(lab, cluster, new_lv):
     node1, node2 = lab.node_names[:2]
-    name, renamed = new_lv(), new_lv(1)
+    name = new_lv()
     lvm1 = cluster.lvm(node1)
     with cluster.locked(VG):
         lvm1.create(VG, name, 8 * MiB, tags=["one-test"])
@@ -78,13 +78,10 @@ def test_lv_lifecycle_on_the_shared_vg(lab, cluster, new_lv):
     lvm1.add_tag(VG, name, "one-host=node2")
     lvm1.del_tag(VG, name, "one-test")
     assert cluster.lvm(node2).lv(VG, name).tags == ("one-host=node2",)
-    cluster.lvm(node2).rename(VG, name, renamed)
-    assert lvm1.lv(VG, name) is None
-    assert lvm1.lv(VG, renamed).size_bytes == 16 * MiB
-    lvm1.remove(VG, renamed)
-    assert cluster.lvm(node2).lv(VG, renamed) is None
+    lvm1.remove(VG, name)
+    assert cluster.lvm(node2).lv(VG, name) is None
     with pytest.raises(NotFound):
-        lvm1.remove(VG, renamed)
+        lvm1.remove(VG, name)
 
 
 def test_exact_name_selection(lab, cluster):

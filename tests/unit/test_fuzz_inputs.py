@@ -7,8 +7,9 @@ from one_gfs2clvm import config
 from one_gfs2clvm.errors import ConfigError
 from one_gfs2clvm.nodehelper import Refused, is_our_lv, lvm_argv
 
-VERBS = ["vgs", "lvs", "create", "remove", "extend", "activate", "rename", "addtag", "deltag",
-         "format", ""]
+# rename is gone; udev-owns, version and boot-activate never reach lvm_argv
+VERBS = ["vgs", "lvs", "create", "remove", "extend", "activate", "addtag", "deltag",
+         "rename", "udev-owns", "version", "boot-activate", "format", ""]
 WORDS = st.one_of(st.text(max_size=20), st.sampled_from(
     ["vg_one", "lv-one-1-0", "lv-oneimg-7", "lv-one-01-0", "1048576", "0", "ey", "sy", "n",
      "one-vm=1", "gfs2_one", "lv-one-1-0\n", "-f", "vg_one/lv-one-1-0"]))
@@ -28,7 +29,7 @@ def test_helper_requests_are_built_or_refused(verb, args):
         assert is_our_lv(args[1])
     for word in args:
         assert word and not word.startswith("-") and not any(c.isspace() for c in word)
-    assert argv[0] in ("vgs", "lvs", "lvcreate", "lvremove", "lvextend", "lvchange", "lvrename")
+    assert argv[0] in ("vgs", "lvs", "lvcreate", "lvremove", "lvextend", "lvchange")
 
 
 SECTIONS = st.sampled_from(["storage", "ssh", "ssh.hosts", "node", "locking", "other"])

@@ -3,6 +3,7 @@
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -119,6 +120,42 @@ def test_python_shims_get_the_installing_interpreter(tmp_path):
         (REPO / "var-lib-one-remotes-tm-gfs2clvm/activate").read_bytes()
     assert (tmp_path / "usr/sbin/one-gfs2clvm-helper").read_bytes() == \
         (REPO / "one_gfs2clvm/nodehelper.py").read_bytes()
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def test_installed_helper_runs_the_system_python_isolated(tmp_path):
+    inst.install(tmp_path, role="node", python=PY)
+    helper = tmp_path / "usr/sbin/one-gfs2clvm-helper"
+    assert helper.read_bytes().split(b"\n", 1)[0] == b"#!/usr/bin/python3 -I"
+
+
+@pytest.mark.skipif(not os.access(SYSTEM_PYTHON, os.X_OK), reason="no /usr/bin/python3")
+def test_installed_helper_ignores_pythonpath_and_user_site(tmp_path):
+    """Code planted through the environment or $HOME never runs in the helper."""
+    inst.install(tmp_path / "root", role="node", python=PY)
+    helper = tmp_path / "root/usr/sbin/one-gfs2clvm-helper"
+    home, planted = tmp_path / "home", tmp_path / "planted"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(planted)}
+    user_site = subprocess.run([SYSTEM_PYTHON, "-c", "import site; print(site.getusersitepackages())"],
+                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert user_site.startswith(str(home))
+    os.makedirs(user_site)
+    os.makedirs(planted)
+    ran = tmp_path / "ran"
+    (Path(user_site) / "evil.pth").write_text(f"import os; os.mkdir({str(ran / 'pth')!r})\n")
+    (planted / "sitecustomize.py").write_text(f"import os; os.mkdir({str(ran / 'path')!r})\n")
+    ran.mkdir()
+    # the planting works for a plain interpreter ...
+    subprocess.run([SYSTEM_PYTHON, "-c", "pass"], env=env, check=True)
+    assert sorted(p.name for p in ran.iterdir()) == ["path", "pth"]
+    for p in ran.iterdir():
+        p.rmdir()
+    # ... and not for the helper, whatever it answers (refused: no verb / not root)
+    result = subprocess.run([str(helper)], env=env, capture_output=True, text=True)
+    assert result.returncode == 64 and len(result.stderr.splitlines()) == 1, result
+    assert list(ran.iterdir()) == []
 
 
 def test_default_interpreter_is_the_running_one(tmp_path):

@@ -372,7 +372,6 @@ def test_client_changes_argv():
     lvm.activate("vg_one", "lv-one-12-0")
     lvm.activate("vg_one", "lv-one-12-0", "exclusive")
     lvm.deactivate("vg_one", "lv-one-12-0")
-    lvm.rename("vg_one", "lv-one-12-0", "lv-oneimg-9")
     lvm.add_tag("vg_one", "lv-oneimg-9", "one:image=9")
     lvm.del_tag("vg_one", "lv-oneimg-9", "one:vm=12")
     assert [argv[len(SUDO):] for _, argv in runner.calls] == [
@@ -383,7 +382,6 @@ def test_client_changes_argv():
         ["activate", "vg_one", "lv-one-12-0", "ey"],
         ["activate", "vg_one", "lv-one-12-0", "ey"],
         ["activate", "vg_one", "lv-one-12-0", "n"],
-        ["rename", "vg_one", "lv-one-12-0", "lv-oneimg-9"],
         ["addtag", "vg_one", "lv-oneimg-9", "one:image=9"],
         ["deltag", "vg_one", "lv-oneimg-9", "one:vm=12"],
     ]
@@ -442,7 +440,6 @@ def test_client_maps_failures():
     (lambda lvm: lvm.create("vg_one", "lv-one-1-0", 1, ["bad tag"]), InvalidArgument),
     (lambda lvm: lvm.extend("vg_one", "lv-one-1-0", 0), InvalidArgument),
     (lambda lvm: lvm.remove("vg_one", "lv-one-1-0\n"), InvalidArgument),
-    (lambda lvm: lvm.rename("vg_one", "lv-one-1-0", "data"), InvalidArgument),
     (lambda lvm: lvm.activate("vg_one", "lv-one-1-0", "ey"), InvalidArgument),
     (lambda lvm: lvm.add_tag("vg_one", "lv-one-1-0", "a;b"), InvalidArgument),
     (lambda lvm: lvm.del_tag("vg_one", "lv-one-1-0", ""), InvalidArgument),

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from one_gfs2clvm import nodehelper
-from one_gfs2clvm.nodehelper import Refused, lvm_argv, read_config, run_lvm
+from one_gfs2clvm.nodehelper import Refused, boot_activate, lvm_argv, read_config, run_lvm
 
 VGS = ["vg_one", "vg_two"]
 REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
@@ -43,8 +47,6 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs a root-owned file"
      ["lvchange", "--activate", "ly", "vg_one/lv-one-1-0"]),
     ("activate", ["vg_one", "lv-one-1-0", "n"],
      ["lvchange", "--activate", "n", "vg_one/lv-one-1-0"]),
-    ("rename", ["vg_one", "lv-one-1-0", "lv-oneimg-9"],
-     ["lvrename", "vg_one", "lv-one-1-0", "lv-oneimg-9"]),
     ("addtag", ["vg_one", "lv-one-1-0", "one:vm=1"],
      ["lvchange", "--addtag", "one:vm=1", "vg_one/lv-one-1-0"]),
     ("deltag", ["vg_one", "lv-one-1-0", "one:vm=1"],
@@ -76,8 +78,6 @@ def test_lvs_selection_is_exact():
                                           "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
     ("lvs", ["vg_one", "lv-one-1-0", "gfs2"], "LV name 'gfs2' is not one of ours "
                                              "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
-    ("rename", ["vg_one", "lv-one-1-0", "root"], "LV name 'root' is not one of ours "
-                                                 "(lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
     ("create", ["vg_one", "lv-one-1-0", "0"], "invalid size '0' (bytes, positive integer)"),
     ("create", ["vg_one", "lv-one-1-0", "10G"], "invalid size '10G' (bytes, positive integer)"),
     ("create", ["vg_one", "lv-one-1-0", "-1"], "invalid size '-1' (bytes, positive integer)"),
@@ -101,10 +101,12 @@ def test_lvs_selection_is_exact():
     ("remove", ["vg_one", "lv-one-1-0", "lv-one-1-1"], "remove: expected 2 arguments, got 3"),
     ("extend", ["vg_one", "lv-one-1-0"], "extend: expected 3 arguments, got 2"),
     ("activate", ["vg_one", "lv-one-1-0"], "activate: expected 3 arguments, got 2"),
-    ("rename", ["vg_one", "lv-one-1-0"], "rename: expected 3 arguments, got 2"),
     ("addtag", ["vg_one", "lv-one-1-0", "a", "b"], "addtag: expected 3 arguments, got 4"),
     ("lvremove", ["vg_one", "lv-one-1-0"], "unknown verb 'lvremove'"),
     ("version", [], "unknown verb 'version'"),  # handled by main(), never reaches lvm
+    ("udev-owns", ["vg_one", "lv-one-1-0"], "unknown verb 'udev-owns'"),  # main(), no lvm
+    # no caller renames an LV: the verb is gone, not merely unused
+    ("rename", ["vg_one", "lv-one-1-0", "lv-oneimg-9"], "unknown verb 'rename'"),
 ])
 def test_lvm_argv_refuses(verb, args, message):
     with pytest.raises(Refused) as info:
@@ -305,3 +307,132 @@ def test_run_lvm_large_delay_is_capped(monkeypatch):
     sleeps = []
     run_lvm(["vgs"], 2, 30.0, sleep=sleeps.append)
     assert sleeps == [5.0, 5.0]
+
+
+# --- fullmatch everywhere input is validated ------------------------------------------
+
+def test_use_tag_with_trailing_newline_is_not_a_use():
+    lvs = {"report": [{"lv": [{"lv_name": "lv-one-7-0", "lv_tags": "one-use=7:0:node2\n",
+                              "lv_active": ""}]}]}
+    calls = []
+
+    def fake(argv):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, json.dumps(lvs).encode(), b"")
+    config = {"vgs": ["vg_one"], "lock_mode": "none", "retries": 0, "delay": 0.0}
+    assert boot_activate(config, ["vg_one"], run=fake, host_names={"node2"}) == (0, [])
+    assert [argv[0] for argv in calls] == ["lvs"]
+
+
+@pytest.mark.parametrize("args", [["--wait", "5\n"], ["--wait", "05x"], ["--wait", "12345"],
+                                  ["--wait"], ["vg_one\n"], ["vg_x"]])
+def test_boot_activate_arguments_refused(args):
+    with pytest.raises(Refused):
+        nodehelper.boot_activate_request(args, ["vg_one"])
+
+
+def test_boot_activate_arguments():
+    assert nodehelper.boot_activate_request([], ["vg_one", "vg_two"]) == (
+        ["vg_one", "vg_two"], 0.0)
+    assert nodehelper.boot_activate_request(["--wait", "90", "vg_two"], ["vg_one", "vg_two"]) \
+        == (["vg_two"], 90.0)
+
+
+def test_no_prefix_or_substring_matching_in_the_helper():
+    # .search() only scans lvm's own stderr for lock messages
+    source = Path(nodehelper.__file__).read_text()
+    assert not re.search(r"\.match\(", source)
+    searches = re.findall(r"(\w+)\.search\(", source)
+    assert set(searches) <= {"TRANSIENT_LOCK_RE", "LV_LOCKED_RE"}
+
+
+# --- the helper as a process: any failure is one refusal line ---------------------------
+
+HELPER = Path(nodehelper.__file__)
+# The helper file in a fresh isolated interpreter, with a test config and,
+# optionally, another lvm path (bypassing the /usr/sbin, /sbin lookup).
+RUNNER = """\
+import importlib.util, sys
+path, config, lvm = sys.argv[1:4]
+spec = importlib.util.spec_from_file_location("helper", path)
+helper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helper)
+helper.CONFIG_PATH = config
+if lvm:
+    helper.lvm_binary = lambda: lvm
+sys.exit(helper.main(sys.argv[4:]))
+"""
+
+
+def run_helper(config, *argv, lvm=""):
+    return subprocess.run([sys.executable, "-I", "-c", RUNNER, str(HELPER), config, lvm, *argv],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def helper_conf(tmp_path):
+    return conf_file(tmp_path, "[storage]\nvolume_groups = vg_one\nlock_mode = none\n"
+                               "[locking]\nlvm_retries = 0\n")
+
+
+def fake_lvm(tmp_path, body):
+    path = tmp_path / "fake-lvm"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def assert_one_refusal_line(result):
+    assert result.returncode == nodehelper.EXIT_REFUSED, result
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("one-gfs2clvm-helper: ")
+    assert "Traceback" not in result.stderr
+
+
+@as_root
+def test_helper_process_runs_lvm(tmp_path, helper_conf):
+    result = run_helper(helper_conf, "vgs", "vg_one", lvm=fake_lvm(tmp_path, 'echo "$@"\n'))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == " ".join(lvm_argv("vgs", ["vg_one"], ["vg_one"])) + "\n"
+
+
+@as_root
+def test_helper_process_missing_lvm(tmp_path, helper_conf):
+    result = run_helper(helper_conf, "vgs", "vg_one", lvm=str(tmp_path / "no-such-lvm"))
+    assert_one_refusal_line(result)
+    assert result.stderr.startswith("one-gfs2clvm-helper: error: FileNotFoundError: ")
+    assert "no-such-lvm" in result.stderr
+
+
+@as_root
+def test_helper_process_lvm_not_executable(tmp_path, helper_conf):
+    result = run_helper(helper_conf, "vgs", "vg_one", lvm=str(tmp_path))   # a directory
+    assert_one_refusal_line(result)
+    assert result.stderr.startswith("one-gfs2clvm-helper: error: PermissionError: ")
+
+
+@as_root
+def test_helper_process_unexpected_exception(tmp_path, helper_conf):
+    # boot-activate parses lvm's JSON: garbage there is a bug-shaped failure
+    lvm = fake_lvm(tmp_path, "echo 'not json'\n")
+    result = run_helper(helper_conf, "boot-activate", lvm=lvm)
+    assert_one_refusal_line(result)
+    assert result.stderr.startswith("one-gfs2clvm-helper: error: JSONDecodeError: ")
+
+
+@as_root
+def test_helper_process_wait_with_newline_is_refused(tmp_path, helper_conf):
+    lvm = fake_lvm(tmp_path, 'echo \'{"report": [{"lv": []}]}\'\n')
+    assert run_helper(helper_conf, "boot-activate", "--wait", "5", lvm=lvm).returncode == 0
+    result = run_helper(helper_conf, "boot-activate", "--wait", "5\n", lvm=lvm)
+    assert_one_refusal_line(result)
+    assert result.stderr == ("one-gfs2clvm-helper: refused: boot-activate --wait takes "
+                             "seconds (0..9999)\n")
+
+
+@as_root
+def test_helper_process_refusal_is_one_line(tmp_path, helper_conf):
+    result = run_helper(helper_conf, "remove", "vg_one", "lv-one-1-0\nx", lvm="/bin/false")
+    assert_one_refusal_line(result)
+    assert result.stderr.startswith("one-gfs2clvm-helper: refused: LV name 'lv-one-1-0\\nx' ")
