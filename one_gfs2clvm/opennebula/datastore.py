@@ -16,7 +16,7 @@ import sys
 from ..errors import InvalidArgument, LockContention, NotFound
 from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_lv_name, parse_source
 from . import runtime
-from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
+from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, made_tag
 from .runtime import Action
 from .tm import _mkfs_command, _parent_of, copy_to_new_volume
 
@@ -61,24 +61,26 @@ def mkfs(action: Action, argv: list[str]) -> None:
         raise InvalidArgument("mkfs: the IMAGE has no SIZE")
     fs = "" if image.format == "save_as" else (image.fs or "")
     volume = Volume(_vg(action, data), image_lv(image_id))
-    make_datablock(action, volume, image.size_mb, fs, _bridge(action, data))
+    make_datablock(action, volume, image.size_mb, fs, _bridge(action, data),
+                   made_tag("mkfs", image))
     _out(f"{volume.vg}/{volume.lv}")
 
 
 def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
-                   bridges: list[str]) -> None:
-    """A new image LV of size_mb, formatted as `fs` ('' = raw); idempotent."""
-    if fs and not fs.isalnum():
-        raise InvalidArgument(f"invalid filesystem type {fs!r}")
+                   bridges: list[str], made: str) -> None:
+    """A new image LV of size_mb, formatted as `fs` ('' = raw), tagged `made`;
+    idempotent, and never adopts an LV another action made (made_tag)."""
+    if fs:
+        _mkfs_command(fs, volume.device)             # checks the filesystem type
     if size_mb <= 0:
         raise InvalidArgument(f"invalid size {size_mb} MB")
     disks = Disks(action)
 
     def on(host: str) -> None:
-        if disks.complete_or_cleared(host, volume, disks.lv(host, volume)):
+        if disks.complete_or_cleared(host, volume, disks.lv(host, volume), made):
             action.log(f"{volume} already exists")
             return
-        disks.create(host, volume, size_mb * MiB, [INCOMPLETE_TAG])
+        disks.create(host, volume, size_mb * MiB, [INCOMPLETE_TAG, made])
         steps = []
         if fs or action.config.zero_on_create:
             steps.append(action.cluster.helper("activate", volume.vg, volume.lv,
@@ -172,16 +174,17 @@ def clone(action: Action, argv: list[str]) -> None:
         raise InvalidArgument(f"clone: source {data.image.path!r} is not an image LV")
     source = Volume(action.config.check_vg(source.vg), source.lv)
     target = Volume(_vg(action, data), image_lv(image_id))
+    made = made_tag("clone", data.image)
     disks = Disks(action)
 
     def on(host: str) -> None:
         known = disks.lvs(host, [source, target])
         if source not in known:
             raise NotFound(f"source image {source} does not exist")
-        if disks.complete_or_cleared(host, target, known.get(target)):
+        if disks.complete_or_cleared(host, target, known.get(target), made):
             action.log(f"{target} already exists")
             return
-        copy_to_new_volume(action, disks, host, source, known[source], target)
+        copy_to_new_volume(action, disks, host, source, known[source], target, [made])
     action.cluster.on_bridge(on, _bridge(action, data))
     _out(f"{target.vg}/{target.lv} raw")
 

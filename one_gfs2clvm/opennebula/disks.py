@@ -22,13 +22,21 @@ from dataclasses import dataclass
 
 from ..errors import ConnectError, InvalidArgument, LockContention, NotFound, RemoteTimeout
 from ..lvm import LogicalVolume
-from ..names import Use, check_host, lv_device_path, parse_lv_name, parse_use_tag
+from ..names import Use, check_host, check_tag, lv_device_path, parse_lv_name, parse_use_tag
 from ..nodehelper import READONLY_TAG
 from .runtime import Action
 
 MiB = 1 << 20
 INCOMPLETE_TAG = "one-incomplete"     # set while a copy into a new LV is running
+MADE_PREFIX = "one-made="             # which action made an image LV (made_tag)
 SYSTEM_TM = "gfs2clvm"
+
+
+def made_tag(maker: str, image=None) -> str:
+    """`one-made=<maker>[.<image REGTIME>]`: set when an action creates an image LV,
+    so a re-run adopts only what the same action made for the same image."""
+    stamp = getattr(image, "regtime", None)
+    return check_tag(f"{MADE_PREFIX}{maker}" + (f".{stamp}" if stamp is not None else ""))
 
 
 def round_up_mib(size_bytes: int) -> int:
@@ -128,12 +136,22 @@ class Disks:
                 raise problems[-1]
             time.sleep(2.0)
 
-    def complete_or_cleared(self, host: str, volume: Volume, existing) -> bool:
+    def complete_or_cleared(self, host: str, volume: Volume, existing,
+                            made: str | None = None) -> bool:
         """True if `existing` (the LV's report, or None) is a finished LV: the
         action has nothing left to make.  A leftover of an interrupted copy
-        (incomplete mark) is removed so the caller makes it again."""
+        (incomplete mark) is removed so the caller makes it again.
+        `made` (made_tag): an existing LV that does not carry exactly this tag
+        was made by someone else -- neither adopted nor removed (LockContention)."""
         if existing is None:
             return False
+        if made is not None:
+            theirs = [tag for tag in existing.tags if tag.startswith(MADE_PREFIX)]
+            if theirs != [made]:
+                who = theirs[0][len(MADE_PREFIX):] if theirs else "something else"
+                raise LockContention(f"{volume} already exists, made by {who}, not by this "
+                                     f"{made[len(MADE_PREFIX):]}: neither reusing nor "
+                                     f"removing it")
         if INCOMPLETE_TAG not in existing.tags:
             return True
         self.action.log(f"{volume} is left over from an interrupted run: recreating it")

@@ -26,7 +26,7 @@ from ..names import IsoxSource, LvSource, image_lv, parse_source
 from ..streaming import Checksums
 from . import paths, runtime
 from .datastore import make_datablock, remove_image
-from .disks import MiB, Disks, Volume
+from .disks import MiB, Disks, Volume, made_tag
 from .imports import DEFAULT_RESTRICTED, DEFAULT_SAFE, Import
 from .runtime import Action
 from .tm import _args, _int, copy_to_new_volume, linked_volume
@@ -76,7 +76,7 @@ def mkfs3(action: Action, argv: list[str]) -> None:
     size_mb = _int(size_arg, "size")
     volume = Volume(action.config.default_vg, image_lv(image_id))
     make_datablock(action, volume, size_mb, "" if fs in ("raw", "-", "") else fs,
-                   _bridges(action))
+                   _bridges(action), made_tag("mkfs"))
     _reply(str(volume), size_mb * MiB)
 
 
@@ -107,12 +107,12 @@ def mv3(action: Action, argv: list[str]) -> None:
         known = disks.lvs(host, [volume, target])
         if volume not in known:
             raise NotFound(f"{volume} does not exist")
-        if disks.complete_or_cleared(host, target, known.get(target)):
+        if disks.complete_or_cleared(host, target, known.get(target), made_tag("saveas")):
             action.log(f"{target} already saved")
             _reply(str(target), known[target].size_bytes)
             return
         copy_to_new_volume(action, disks, host, volume, known[volume], target,
-                           undo_hosts=_bridges(action))
+                           [made_tag("saveas")], undo_hosts=_bridges(action))
         action.log(f"saved {volume} as image {target}")
         _reply(str(target), known[volume].size_bytes)
     action.cluster.on_bridge(on, _bridges(action))

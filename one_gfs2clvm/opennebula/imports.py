@@ -26,25 +26,23 @@ worker died); a re-run after success prints the same SOURCE.
 from __future__ import annotations
 
 import os
+import stat as stat_mod
 import posixpath
 import urllib.error
 import urllib.request
 
-from ..errors import DriverError, InvalidArgument, LockContention, NotFound
+from ..errors import DriverError, InvalidArgument, NotFound
 from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, VolSource,
                      image_lv, parse_source)
 from ..streaming import (Checksums, Framer, Progress, QemuImgProgress, check_restricted,
                          file_segments, header_virtual_size, receiver_step, sniff_format,
                          stream_segments)
-from .disks import INCOMPLETE_TAG, MiB, Disks, Volume
+from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, made_tag
 from .runtime import Action
 
 HEADER_BYTES = 64 << 10
 DEFAULT_RESTRICTED = ["/"]
 DEFAULT_SAFE = ["/var/tmp"]
-# An image LV made by `one-gfs2clvm image import` for an admin-chosen id: the
-# datastore's cp never takes such an LV for its own image of the same id.
-CLI_TAG = "one-cli-import"
 
 
 class DownloadError(DriverError):
@@ -131,28 +129,39 @@ class Import:
             raise InvalidArgument(f"cp: unsupported PATH {self.path!r}")
         return f"{self.target} raw"
 
+    @property
+    def made(self) -> str:
+        """The made_tag of this import: `cli` for `one-gfs2clvm image import` (an
+        admin-chosen id: the datastore's cp never takes such an LV, nor the CLI
+        one of cp's), else `cp.<REGTIME>` of the image."""
+        return made_tag("cli") if self.from_cli else made_tag("cp", self.owner)
+
     def _already_imported(self) -> str | None:
         existing = self.disks.lv(self.host, self.target)
-        if existing is None:
-            return None
-        if (CLI_TAG in existing.tags) != self.from_cli:
-            raise LockContention(f"{self.target} already exists and was "
-                                 f"{'' if CLI_TAG in existing.tags else 'not '}made by "
-                                 f"`one-gfs2clvm image import`: not reusing it")
-        if self.disks.complete_or_cleared(self.host, self.target, existing):
+        if self.disks.complete_or_cleared(self.host, self.target, existing, self.made):
             self.log(f"{self.target} already imported")
             return f"{self.target} raw"
         return None
 
     # -- LV targets ------------------------------------------------------------
     def _create_target(self, size_bytes: int) -> None:
+        """The image LV, created only if the image fits what oned allocated (IMAGE
+        SIZE, from stat) and the VG's free space."""
         if size_bytes <= 0:
             raise InvalidArgument(f"cp: {self.path}: the image is empty")
+        allowed = getattr(self.owner, "size_mb", None)
+        if allowed and size_bytes > allowed * MiB:
+            raise InvalidArgument(f"cp: {self.path} holds {-(-size_bytes // MiB)} MB, more than "
+                                  f"the image's SIZE of {allowed} MB: refusing it")
+        free = self.action.cluster.lvm(self.host).vgs(self.target.vg).free_bytes
+        if size_bytes > free:
+            raise InvalidArgument(f"cp: {self.path} needs {-(-size_bytes // MiB)} MB, VG "
+                                  f"{self.target.vg} has {free // MiB} MB free")
         self.disks.create(self.host, self.target, size_bytes, self._new_tags(),
                           undo_hosts=self.bridges)
 
     def _new_tags(self) -> list[str]:
-        return [INCOMPLETE_TAG] + ([CLI_TAG] if self.from_cli else [])
+        return [INCOMPLETE_TAG, self.made]
 
     def _finish_target(self) -> None:
         """Checksum verified (by the caller): LV released and its incomplete mark
@@ -208,16 +217,28 @@ class Import:
         self.action.cluster.on_bridge(
             lambda h: self.action.cluster.remote(h).run(["rm", "-f", path]), hosts)
 
-    def _from_local_file(self, path: str) -> None:
-        real = os.path.realpath(path)
-        check_restricted(real, self.restricted, self.safe)
+    def _open_local(self, path: str):
+        """(open file, its real path): RESTRICTED_DIRS/SAFE_DIRS and "a regular file"
+        are checked on what was opened (the descriptor's own path), so a symlink
+        switched after the check cannot redirect the read."""
         try:
-            stream = open(real, "rb")
+            stream = open(path, "rb")
         except OSError as exc:
-            raise InvalidArgument(f"cp: cannot read {path}: {exc.strerror}") from None
+            raise InvalidArgument(f"{self.action.name}: cannot read {path}: "
+                                  f"{exc.strerror}") from None
+        try:
+            real = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+            check_restricted(real, self.restricted, self.safe)
+            if not stat_mod.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise InvalidArgument(f"{self.action.name}: {path} is not a regular file")
+        except BaseException:
+            stream.close()
+            raise
+        return stream, real
+
+    def _from_local_file(self, path: str) -> None:
+        stream, real = self._open_local(path)
         with stream:
-            if not os.path.isfile(real):
-                raise InvalidArgument(f"cp: {path} is not a regular file")
             fmt = sniff_format(stream.read(HEADER_BYTES))
             stream.seek(0)
             size = os.fstat(stream.fileno()).st_size
@@ -358,14 +379,10 @@ class Import:
             return self._url_size(source.url)
         path = source.path
         if os.path.lexists(path):
-            real = os.path.realpath(path)
-            check_restricted(real, self.restricted, self.safe)
-            try:
-                with open(real, "rb") as stream:
-                    header = stream.read(HEADER_BYTES)
-                    size = os.fstat(stream.fileno()).st_size
-            except OSError as exc:
-                raise InvalidArgument(f"stat: cannot read {path}: {exc.strerror}") from None
+            stream, _ = self._open_local(path)
+            with stream:
+                header = stream.read(HEADER_BYTES)
+                size = os.fstat(stream.fileno()).st_size
             if isinstance(source, IsoxSource):
                 return size
             fmt = sniff_format(header)
@@ -398,14 +415,12 @@ class Import:
     def _isox(self, path: str) -> str:
         mount = self.action.config.gfs2_mount.rstrip("/")
         if os.path.lexists(path):
-            real = os.path.realpath(path)
-            check_restricted(real, self.restricted, self.safe)
-            if not os.path.isfile(real):
-                raise InvalidArgument(f"cp: {path} is not a regular file")
-            on_gfs2 = self.action.cluster.remote(self.host).run(
-                ["test", "-f", path], check=False).exit_status == 0
-            if not (on_gfs2 and (real + "/").startswith(mount + "/")):
-                return self._copy_iso(real)
+            stream, real = self._open_local(path)
+            with stream:
+                on_gfs2 = self.action.cluster.remote(self.host).run(
+                    ["test", "-f", path], check=False).exit_status == 0
+                if not (on_gfs2 and (real + "/").startswith(mount + "/")):
+                    return self._copy_iso(stream, real)
         result = self.action.cluster.remote(self.host).run(["readlink", "-e", "--", path],
                                                            check=False)
         real = result.stdout.strip()
@@ -418,16 +433,16 @@ class Import:
         self.log(f"ISO {path} registered in place (no LVM)")
         return path
 
-    def _copy_iso(self, real: str) -> str:
-        """A management-node ISO copied to GFS2 as <datastore dir>/<image id>.isox."""
+    def _copy_iso(self, stream, real: str) -> str:
+        """A management-node ISO (`stream`, opened and checked by _open_local)
+        copied to GFS2 as <datastore dir>/<image id>.isox."""
         target = f"{self.datastore_dir}/{self.image_id}.isox"
         partial = f"{target}.part"
         self.action.undo.push(f"remove {partial}", lambda: self._remove_file(partial))
-        with open(real, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            self._stream([["mkdir", "-p", self.datastore_dir]],
-                         receiver_step("file", partial, known_zero=True),
-                         file_segments(stream), size, f"copy of ISO {real}")
+        size = os.fstat(stream.fileno()).st_size
+        self._stream([["mkdir", "-p", self.datastore_dir]],
+                     receiver_step("file", partial, known_zero=True),
+                     file_segments(stream), size, f"copy of ISO {real}")
         self.checksums.verify()
         self.action.cluster.remote(self.host).run(["mv", "-f", "--", partial, target])
         self.log(f"ISO {real} copied to {target} (no LVM)")

@@ -398,11 +398,14 @@ def mkswap(action: Action, argv: list[str]) -> None:
     make_volatile(action, size_mb, dst, datastore_vg(action, ds_id), "swap")
 
 
-_FS_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
+_FS_RE = re.compile(r"[a-z][a-z0-9]{0,15}")
 
 
 def _mkfs_command(fs: str, device: str) -> list[str]:
-    """mkfs without questions: a reused LV may still carry an old signature."""
+    """mkfs without questions: a reused LV may still carry an old signature.
+    The one filesystem-type rule: lower-case letters and digits (ext4, xfs)."""
+    if not isinstance(fs, str) or not _FS_RE.fullmatch(fs):
+        raise InvalidArgument(f"invalid filesystem type {fs!r}")
     force = {"ext2": ["-F", "-q"], "ext3": ["-F", "-q"], "ext4": ["-F", "-q"],
              "xfs": ["-f", "-q"], "btrfs": ["-f", "-q"]}.get(fs, [])
     return [f"/sbin/mkfs.{fs}", *force, device]
@@ -412,8 +415,8 @@ def make_volatile(action: Action, size_mb: int, dst: DiskArg, vg: str, fs: str) 
     """A volatile disk: new LV of size_mb, formatted as `fs` ('swap', '' = raw)."""
     if size_mb <= 0:
         raise InvalidArgument(f"invalid size {size_mb} MB")
-    if fs and not set(fs) <= _FS_CHARS:
-        raise InvalidArgument(f"invalid filesystem type {fs!r}")
+    if fs and fs != "swap":
+        _mkfs_command(fs, vm_disk_lv(action.vm_id, dst.disk_id))   # checks the type
     disks = Disks(action)
     volume = Volume(vg, vm_disk_lv(action.vm_id, dst.disk_id))
     use = Use(action.vm_id, dst.disk_id, dst.host)

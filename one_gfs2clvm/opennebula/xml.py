@@ -584,6 +584,12 @@ class Image(_Owned):
     def target_snapshot(self) -> int | None:
         return self.optional_integer("TARGET_SNAPSHOT")
 
+    @property
+    def regtime(self) -> int | None:
+        """Registration time: with the id, it tells this image from an earlier
+        one of the same id (an OpenNebula database reinstalled)."""
+        return self.optional_integer("REGTIME")
+
 
 class Datastore(_Owned):
     KIND = "DATASTORE"

@@ -234,8 +234,8 @@ def test_save_as_allocation_filled_by_cpds(fe, lab):
 
 def test_cli_import_with_progress_bar(fe, lab, web):
     """`one-gfs2clvm image import URL --image-id N`: the admin's shell import.
-    The volume is tagged CLI-made, so the datastore's cp of its own image N
-    refuses to take it over."""
+    The volume is tagged CLI-made (one-made=cli), so the datastore's cp of its
+    own image N refuses to take it over -- or to remove it."""
     import sys
     data = pattern(11, 9 * MiB)
     (fe.files / "cli.raw").write_bytes(data)
@@ -247,7 +247,14 @@ def test_cli_import_with_progress_bar(fe, lab, web):
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{VG}/lv-oneimg-585 raw\n"
     assert "importing" in result.stderr          # the bar (drawn in full on a terminal only)
-    assert fe.lv("lv-oneimg-585").tags == ("one-cli-import",)
+    assert fe.lv("lv-oneimg-585").tags == ("one-made=cli",)
     assert lv_bytes_digest(fe, "lv-oneimg-585", len(data)) == digest(data)
     failed = ds(fe, "cp", 585, expect_ok=False, path=str(fe.files / "cli.raw"))
-    assert "made by `one-gfs2clvm image import`" in failed.failure_message
+    assert "made by cli, not by this cp." in failed.failure_message
+    assert fe.lv("lv-oneimg-585").tags == ("one-made=cli",)       # neither adopted nor removed
+    # mkfs and clone of image 585 do not adopt it either
+    for action, extra in [("mkfs", {"size": 8, "fs": "ext4"}),
+                          ("clone", {"path": f"{VG}/lv-oneimg-585"})]:
+        failed = ds(fe, action, 585, expect_ok=False, **extra)
+        assert f"made by cli, not by this {action}." in failed.failure_message
+    assert lv_bytes_digest(fe, "lv-oneimg-585", len(data)) == digest(data)
