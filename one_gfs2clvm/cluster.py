@@ -14,12 +14,13 @@ from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from .config import Config
-from .errors import ConfigError, ConnectError, RemoteCommandFailed, RemoteTimeout
+from .errors import ConfigError, ConnectError, RemoteCommandFailed, RemoteError, RemoteTimeout
 from .locking import vg_lock
 from .lvm import LvmClient, helper_argv, raise_for_result
 from .names import check_host
 
 T = TypeVar("T")
+_MOUNT_CHECK = "gfs2clvm-mount-check"     # $0 of the mount_check step, to recognise it
 
 
 class Cluster:
@@ -59,11 +60,24 @@ class Cluster:
                                                 on_stdout=on_stdout)
         except RemoteCommandFailed as exc:
             words = shlex.split(exc.command) if exc.command else []
+            if words[3:4] == [_MOUNT_CHECK]:
+                raise RemoteError(f"{host}: {self.config.gfs2_mount} is not mounted there (the "
+                                  f"shared GFS2 of the workers): mount it, then retry",
+                                  host=host) from None
             if words[:3] == prefix and len(words) >= 5:
                 target = f"{words[4]}/{words[5]}" if len(words) > 5 else f"VG {words[4]}"
                 raise_for_result(host, CommandResult(exc.exit_status, exc.stdout, exc.stderr),
                                  target)
             raise
+
+    def mount_check(self) -> list[list[str]]:
+        """A first step for scripts that write on the shared filesystem: fails with
+        a clear line when [storage] gfs2_mount is not mounted on that host
+        (instead of mkdir's "Permission denied" on the bare directory).  None
+        for lock_mode = none (one host, no shared filesystem required)."""
+        if self.config.lock_mode == "none":
+            return []
+        return [["sh", "-c", 'mountpoint -q "$1"', _MOUNT_CHECK, self.config.gfs2_mount]]
 
     def locked(self, vg: str) -> AbstractContextManager:
         """Front-end lock around a metadata change of `vg` (cross-process)."""

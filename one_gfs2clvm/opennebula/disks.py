@@ -218,8 +218,8 @@ class Disks:
         steps = [self.cluster.helper("activate", volume.vg, volume.lv,
                                      self.cluster.lvm(host).policy.flag(intent))]
         if link:
-            steps += [["mkdir", "-p", os.path.dirname(link)],
-                      ["ln", "-sfn", volume.device, link]]
+            steps = self.cluster.mount_check() + steps + [
+                ["mkdir", "-p", os.path.dirname(link)], ["ln", "-sfn", volume.device, link]]
         steps += [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop_tags]
         if drop_tags:
             with self.cluster.locked(volume.vg):
@@ -242,8 +242,8 @@ class Disks:
             return False
 
     def link(self, host: str, link: str, target: str) -> None:
-        self.cluster.run_steps(host, [["mkdir", "-p", os.path.dirname(link)],
-                                      ["ln", "-sfn", target, link]])
+        self.cluster.run_steps(host, self.cluster.mount_check() + [
+            ["mkdir", "-p", os.path.dirname(link)], ["ln", "-sfn", target, link]])
 
     def unlink(self, host: str, link: str) -> None:
         self.cluster.remote(host).run(["rm", "-f", link])

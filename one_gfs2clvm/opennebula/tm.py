@@ -428,8 +428,9 @@ def make_volatile(action: Action, size_mb: int, dst: DiskArg, vg: str, fs: str) 
     if existing is not None:
         disks.remove(dst.host, volume)
     disks.create(dst.host, volume, size_mb * MiB, [INCOMPLETE_TAG, use.tag])
-    steps = [action.cluster.helper("activate", volume.vg, volume.lv,
-                                   action.cluster.lvm(dst.host).policy.flag("exclusive"))]
+    steps = action.cluster.mount_check() + [
+        action.cluster.helper("activate", volume.vg, volume.lv,
+                              action.cluster.lvm(dst.host).policy.flag("exclusive"))]
     if action.config.zero_on_create:
         steps.append(disks.zero_command(volume.device))
     if fs == "swap":
@@ -464,7 +465,7 @@ def build_context(action: Action, files: list[str], dst: DiskArg) -> None:
             tar.add(path, arcname=name, recursive=True)
     host = Disks(action).worker(dst.host)
     staging = f"{dst.path}.d"
-    steps = [["rm", "-rf", staging], ["mkdir", "-p", staging],
+    steps = action.cluster.mount_check() + [["rm", "-rf", staging], ["mkdir", "-p", staging],
              ["tar", "-x", "-C", staging, "-f", "-"],
              ["xorriso", "-as", "mkisofs", "-quiet", "-o", f"{dst.path}.tmp", "-V", "CONTEXT",
               "-J", "-R", staging],
@@ -537,9 +538,9 @@ def _mv_dir(action: Action, disks: Disks, src, dst) -> None:
     if src.path == dst.path or is_frontend(dst.host):
         return                                  # one GFS2: the directory is already there
     host = disks.worker(dst.host)
-    action.cluster.run_steps(host, [["sh", "-c", 'if [ -e "$1" ] && [ ! -e "$2" ]; then '
-                                     'mkdir -p "$(dirname "$2")" && mv "$1" "$2"; fi',
-                                     "sh", src.path, dst.path]])
+    move = ["sh", "-c", 'if [ -e "$1" ] && [ ! -e "$2" ]; then '
+            'mkdir -p "$(dirname "$2")" && mv "$1" "$2"; fi', "sh", src.path, dst.path]
+    action.cluster.run_steps(host, action.cluster.mount_check() + [move])
 
 
 def delete(action: Action, argv: list[str]) -> None:
@@ -657,7 +658,7 @@ def _delete_dir(action: Action, disks: Disks, host: str, path: str) -> None:
     if remaining:
         raise DriverError(f"VM {action.vm_id} still has LVs ({', '.join(remaining)}): "
                           f"not removing {path}; delete its disks first")
-    action.cluster.remote(host).run(["rm", "-rf", path])
+    action.cluster.run_steps(host, action.cluster.mount_check() + [["rm", "-rf", path]])
     action.log(f"removed {path}")
 
 

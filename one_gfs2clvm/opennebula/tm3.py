@@ -135,7 +135,7 @@ def delete3(action: Action, argv: list[str]) -> None:
             continue
         if name.kind == "vm_disk" and name.vm_id == action.vm_id:
             _remove_vm_disk(action, disks, host, Volume(vg, lv.name))
-    action.cluster.remote(host).run(["rm", "-rf", target.path])
+    action.cluster.run_steps(host, action.cluster.mount_check() + [["rm", "-rf", target.path]])
     action.log(f"removed {target.path}")
 
 
