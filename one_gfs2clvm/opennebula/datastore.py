@@ -150,7 +150,13 @@ def _rm_iso(action: Action, image_id: int, path: str, bridges: list[str]) -> Non
 
 
 def stat(action: Action, argv: list[str]) -> None:
-    """Size in MB of what `cp` would make, for every PATH form."""
+    """Size in MB of what `cp` would make, for every PATH form.
+
+    Choice: stat receives no owner to check, so for `lvm://VM/DISK` and
+    `vol://IMAGE` it reveals only the size of that existing LV (rounded up to
+    MB; what oned needs for the quota) or that it does not exist; no bytes,
+    names or tags.  `cp` checks the image owner's rights (MANAGE on the VM,
+    USE on the image) before it copies anything."""
     _, data = request(action, argv)
     if data.image is None or not data.image.path:
         raise InvalidArgument("stat: the IMAGE has no PATH")

@@ -46,3 +46,31 @@ def test_cli_check_node_exit_codes(lab):
                           "no-such-node"], capture_output=True, text=True)
     assert bad.returncode == 1
     assert bad.stderr.startswith("no-such-node: ") and len(bad.stderr.splitlines()) == 1
+
+
+def test_udev_gives_oneadmin_exactly_our_lvs(lab):
+    """The shipped udev rule on a real udevd: oneadmin gets the device node of
+    lv-one-<vm>-<disk> and lv-oneimg-<id> (and their -snap- copies), never of a
+    look-alike name in the same VG (lv-one-0x-1root, lv-oneimg-9backup,
+    lv-one-01-0) nor of the GFS2 LV.  The LVs are made as root, outside the
+    driver, as another tool or an admin would."""
+    from lab.vmlab import GFS2_LV, VG
+    node = lab.node_names[0]
+    ours = ["lv-one-97001-0", "lv-oneimg-97002", "lv-one-97001-0-snap-3"]
+    others = ["lv-one-0x-1root", "lv-oneimg-9backup", "lv-one-097001-0"]
+    script = r'''
+vg=$1; shift
+for lv in "$@"; do lvcreate -q -an -L 4M -n "$lv" "$vg" >/dev/null; done
+for lv in "$@"; do lvchange -aey "$vg/$lv"; done
+udevadm settle
+for lv in "$@"; do echo "$lv $(stat -L -c %U "/dev/$vg/$lv")"; done
+'''
+    cleanup = 'vg=$1; shift; for lv in "$@"; do lvremove -q -f "$vg/$lv" >/dev/null 2>&1; done; true'
+    try:
+        out = lab.sh(node, script, VG, *ours, *others, timeout=300).stdout
+    finally:
+        lab.sh(node, cleanup, VG, *ours, *others, check=False, timeout=300)
+    owners = dict(line.split() for line in out.splitlines())
+    assert owners == {**{lv: "oneadmin" for lv in ours}, **{lv: "root" for lv in others}}
+    gfs2 = lab.sh(node, 'stat -L -c %U "$1"', f"/dev/{VG}/{GFS2_LV}").stdout.strip()
+    assert gfs2 == "root"
