@@ -61,6 +61,12 @@ class LogicalVolume:
         return self.attr[:1]
 
     @property
+    def open_locally(self) -> bool:
+        """lv_attr's 6th character: the device is open on the host that reported
+        (a VM or any other process still uses it there)."""
+        return self.attr[5:6] == "o"
+
+    @property
     def is_snapshot(self) -> bool:
         # classic snapshots show 's'/'S'; thin snapshots are 'V' with an origin
         return self.volume_type in ("s", "S") or bool(self.origin)

@@ -613,6 +613,9 @@ def _remove_vm_disk(action: Action, disks: Disks, host: str, volume: Volume) -> 
         action.log(f"{volume} already gone")
         disks.remove(host, *snapshots, present=True)
         return
+    if lv.open_locally:        # never zero or remove what a process still has open
+        raise LockContention(f"{volume} is open on {host} (its VM, or another process, still "
+                             f"uses it): not zeroing or removing it")
     where = next((u.host for u in disks.uses(lv) if not is_frontend(u.host)), host)
     if where != host:
         disks.deactivate(where, volume, tolerate_unreachable=True)
