@@ -94,6 +94,16 @@ class HelperRefused(DriverError):
     exit_code = 6
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived while an action ran (raised by the handler that
+    opennebula.runtime.run installs).  Not an Exception, so `except Exception`
+    inside an action does not swallow it; run() undoes and reports one line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""

@@ -8,13 +8,34 @@ itself: one flock()ed file per VG in [locking] lock_dir.
 flock() locks belong to the open file, so they vanish with the process (no
 stale locks after a crash).  Within one process the lock is re-entrant: an
 action that holds it may call helpers that take it again.
+
+The lock directory must be the driver's own, or any local user could plant
+symlinks or files there and block every metadata change (the default
+/var/lock/one lies in /run/lock, writable by everyone).  Each lock is taken so:
+
+  * lock_dir is created with mode 0700 if absent (missing parents 0755);
+  * it is opened with O_NOFOLLOW and checked on that descriptor: a real
+    directory (not a symlink), owned by the effective uid; if it is group- or
+    other-writable, it is ours, so it is tightened to 0700 (fchmod) -- files
+    already in it are still checked one by one below;  a directory of another
+    owner is refused, never changed;
+  * its immediate parent must be owned by root or by us and not writable by
+    group/others unless sticky (like /run/lock), else another user could
+    rename the directory away; farther ancestors are not checked;
+  * the lock file is opened relative to that descriptor with O_NOFOLLOW and
+    O_CLOEXEC (mode 0600) and must be a regular file owned by us.
+
+Any failed check is a ConfigError: one line naming lock_dir and what is wrong.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import pwd
 import re
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,14 +62,108 @@ def lock_path(config: Config, vg: str) -> str:
     return os.path.join(config.lock_dir, f"gfs2clvm-{check_vg(vg)}.lock")
 
 
-def _open(config: Config, path: str) -> int:
+def _who(uid: int) -> str:
     try:
-        if not os.path.isdir(config.lock_dir):
-            os.makedirs(config.lock_dir, mode=0o755, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _bad(lock_dir: str, why: str) -> ConfigError:
+    return ConfigError(f"[locking] lock_dir {lock_dir}: {why}")
+
+
+def _make_parents(path: str) -> None:
+    """mkdir -p with mode 0755 whatever the umask (a umask of 0 must not make
+    a world-writable parent)."""
+    head = os.path.dirname(path)
+    if head != path and not os.path.isdir(head):
+        _make_parents(head)
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o755)
+
+
+def _check_parent(lock_dir: str, parent: str) -> None:
+    try:
+        try:
+            st = os.stat(parent)
+        except FileNotFoundError:
+            _make_parents(parent)
+            st = os.stat(parent)
     except OSError as exc:
-        raise ConfigError(f"[locking] lock_dir: cannot open lock file {path}: "
-                          f"{exc.strerror}") from None
+        raise _bad(lock_dir, f"cannot use its parent {parent}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise _bad(lock_dir, f"its parent {parent} is not a directory")
+    if st.st_uid not in (0, os.geteuid()):
+        raise _bad(lock_dir, f"its parent {parent} is owned by {_who(st.st_uid)}, "
+                             f"who could replace it: use a directory under one owned "
+                             f"by root or by {_who(os.geteuid())}")
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise _bad(lock_dir, f"its parent {parent} is writable by group or others and "
+                             f"not sticky, so anyone could replace it")
+
+
+def _open_dir(lock_dir: str) -> int:
+    """A descriptor of lock_dir after the checks of the module docstring."""
+    lock_dir = lock_dir.rstrip("/") or "/"
+    parent = os.path.dirname(lock_dir) or "/"
+    created = False
+    _check_parent(lock_dir, parent)
+    try:
+        try:
+            os.mkdir(lock_dir, 0o700)
+            created = True
+        except FileExistsError:
+            pass
+        fd = os.open(lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(lock_dir):
+            raise _bad(lock_dir, "is a symlink: refusing to follow it "
+                                 "(make it a directory of its own)") from None
+        raise _bad(lock_dir, f"cannot create or open it: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise _bad(lock_dir, f"is owned by {_who(st.st_uid)}, not by "
+                                 f"{_who(os.geteuid())} that runs the driver: refusing "
+                                 f"to use it (remove it, or choose another lock_dir)")
+        if created or st.st_mode & 0o022:
+            os.fchmod(fd, 0o700)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open(config: Config, path: str) -> int:
+    """Open (creating) the lock file `path` in config.lock_dir; its descriptor."""
+    lock_dir, name = config.lock_dir, os.path.basename(path)
+    dir_fd = _open_dir(lock_dir)
+    try:
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _bad(lock_dir, f"lock file {name} is a symlink: refusing to follow "
+                                     f"it (remove it)") from None
+            raise _bad(lock_dir, f"cannot open lock file {name}: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _bad(lock_dir, f"lock file {name} is not a regular file (remove it)")
+        if st.st_uid != os.geteuid():
+            raise _bad(lock_dir, f"lock file {name} is owned by {_who(st.st_uid)}, not by "
+                                 f"{_who(os.geteuid())} (remove it)")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _acquire(config: Config, path: str) -> int:

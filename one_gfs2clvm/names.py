@@ -186,10 +186,10 @@ def normalize_abspath(path: object, what: str = "path") -> str:
     resolve it.
     """
     if not isinstance(path, str) or not path.startswith("/") or _CONTROL_RE.search(path):
-        raise InvalidArgument(f"invalid {what} {path!r}: expected an absolute path")
+        raise InvalidArgument(f"invalid {what} {shown(path)}: expected an absolute path")
     parts = [part for part in path.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise InvalidArgument(f"invalid {what} {path!r}: '..' is not allowed")
+        raise InvalidArgument(f"invalid {what} {shown(path)}: '..' is not allowed")
     return "/" + "/".join(parts)
 
 
@@ -205,11 +205,11 @@ class HostPath:
 def parse_host_path(text: object) -> HostPath:
     """Split OpenNebula's `host:/path` at the first colon and validate both halves."""
     if not isinstance(text, str) or ":" not in text:
-        raise InvalidArgument(f"invalid host:path argument {text!r}")
+        raise InvalidArgument(f"invalid host:path argument {shown(text)}")
     host, _, path = text.partition(":")
     if not HOST_RE.fullmatch(host):
-        raise InvalidArgument(f"invalid host {host!r} in host:path argument {text!r}")
-    return HostPath(host, normalize_abspath(path, f"path in {text!r}"))
+        raise InvalidArgument(f"invalid host {shown(host)} in host:path argument {shown(text)}")
+    return HostPath(host, normalize_abspath(path, f"path in {shown(text)}"))
 
 
 class DiskPath(NamedTuple):
@@ -287,7 +287,7 @@ _EXPECTED = ("expected lvm://<VMID>/<DISKID>, vol://<IMAGEID>, <vg>/<lv>, "
 
 def parse_source(text: object) -> Source:
     def bad(why: str = _EXPECTED) -> InvalidArgument:
-        return InvalidArgument(f"invalid image source {text!r}: {why}")
+        return InvalidArgument(f"invalid image source {shown(text)}: {why}")
 
     if not isinstance(text, str) or not text or _CONTROL_RE.search(text):
         raise bad()

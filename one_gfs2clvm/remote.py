@@ -5,6 +5,8 @@ Rules this module keeps:
     so every argument reaches the remote program byte-exact as one argument;
   * host keys are checked against ssh.known_hosts only, unknown or changed
     keys are refused (RejectPolicy) -- there is no "add it anyway" path;
+    `@revoked` keys are refused, `@cert-authority` lines grant nothing, and
+    unusable lines are skipped, not a crash (_load_known_hosts);
   * paramiko is imported lazily, so importing this module stays cheap;
   * stdout and stderr are drained by two threads while a third feeds stdin,
     so large streams in any direction cannot deadlock; one overall deadline.
@@ -17,6 +19,7 @@ under /bin/sh whatever that shell is.
 from __future__ import annotations
 
 import atexit
+import base64
 import logging
 import os
 import re
@@ -138,19 +141,16 @@ class Remote:
             raise ConnectError(f"{host}: SSH identity file {ssh.identity_file} is missing "
                                f"or not readable", host)
         client = paramiko.SSHClient()
-        try:
-            client.load_host_keys(ssh.known_hosts)
-        except FileNotFoundError:
-            raise HostKeyError(f"{host}: known_hosts file {ssh.known_hosts} does not exist: "
-                               f"cannot verify the host key of {where}", host) from None
-        except (OSError, paramiko.SSHException, ValueError) as exc:
-            raise HostKeyError(f"{host}: cannot read known_hosts {ssh.known_hosts}: {exc}",
-                               host) from None
+        known = _load_known_hosts(client.get_host_keys(), ssh.known_hosts, host, where)
         unknown: list[str] = []
+        revoked: list = []
 
         class _Reject(paramiko.RejectPolicy):
             def missing_host_key(self, client, hostname, key):
-                unknown.append(f"{key.get_name()} {key.fingerprint}")
+                if key.asbytes() in known.revoked:
+                    revoked.append(key)
+                else:
+                    unknown.append(f"{key.get_name()} {key.fingerprint}")
                 super().missing_host_key(client, hostname, key)
 
         client.set_missing_host_key_policy(_Reject())
@@ -165,22 +165,27 @@ class Remote:
                            key_filename=ssh.identity_file, timeout=ssh.connect_timeout,
                            banner_timeout=ssh.connect_timeout, auth_timeout=ssh.connect_timeout,
                            look_for_keys=use_defaults, allow_agent=use_defaults)
-        except paramiko.BadHostKeyException:
+        except paramiko.BadHostKeyException as exc:
             _close(client, sock)
+            if exc.key.asbytes() in known.revoked:
+                raise _revoked(host, where, ssh.known_hosts, exc.key) from None
             raise HostKeyError(f"{host}: host key for {where} does not match known_hosts "
-                               f"{ssh.known_hosts}: refusing to connect", host) from None
+                               f"{ssh.known_hosts}: refusing to connect{known.note()}",
+                               host) from None
         except paramiko.AuthenticationException as exc:
             _close(client, sock)
             raise ConnectError(f"{host}: SSH authentication as {ssh.user} to {where} "
-                               f"failed: {exc}", host) from None
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+                               f"failed: {_one_line(exc)}", host) from None
+        except Exception as exc:  # SSHException, OSError, EOFError, paramiko's bare Exception
             _close(client, sock)
+            if revoked:
+                raise _revoked(host, where, ssh.known_hosts, revoked[0]) from None
             if unknown:
                 raise HostKeyError(f"{host}: host key for {where} ({unknown[0]}) is not in "
-                                   f"known_hosts {ssh.known_hosts}: refusing to connect",
-                                   host) from None
+                                   f"known_hosts {ssh.known_hosts}: refusing to connect"
+                                   f"{known.note()}", host) from None
             raise ConnectError(f"{host}: cannot connect to {where}: "
-                               f"{exc or type(exc).__name__}", host) from None
+                               f"{_one_line(exc)}", host) from None
         client.get_transport().set_keepalive(KEEPALIVE_S)
         return client
 
@@ -359,6 +364,103 @@ def _split_steps(stderr: bytes, tag: str) -> tuple[int | None, list[bytes]]:
     texts = pieces[2::2]
     texts[0] = pieces[0] + texts[0]
     return int(pieces[-2]), texts
+
+
+@dataclass
+class _KnownHosts:
+    revoked: set[bytes]          # key blobs of @revoked lines (for every host)
+    skipped: list[int]           # numbers of lines that could not be used
+
+    def note(self) -> str:
+        """For a refusal: which lines were skipped (maybe the host's own)."""
+        if not self.skipped:
+            return ""
+        numbers = ", ".join(map(str, self.skipped[:5])) + (", ..." if len(self.skipped) > 5
+                                                           else "")
+        return f" (unusable lines skipped: {numbers})"
+
+
+def _load_known_hosts(keys, path: str, host: str, where: str) -> _KnownHosts:
+    """Fill paramiko HostKeys `keys` from the known_hosts file `path`.
+
+    paramiko's own loader raises InvalidHostKey (or UnicodeDecodeError) on a
+    `@revoked`/`@cert-authority` line or on garbage, and knows no markers.  So:
+      * a line that cannot be used (garbage, unknown key type or marker) is
+        skipped, as OpenSSH does: it grants nothing; refusals list its number;
+      * `@cert-authority` lines are ignored: paramiko does not verify host
+        certificates, so they grant nothing either;
+      * `@revoked` keys are refused for every host whatever the line's host
+        names, even if a plain line lists the same key; an unreadable
+        `@revoked` line refuses every connection (which key it meant is unknown).
+    """
+    from paramiko.hostkeys import HostKeyEntry
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise HostKeyError(f"{host}: known_hosts file {path} does not exist: "
+                           f"cannot verify the host key of {where}", host) from None
+    except OSError as exc:
+        raise HostKeyError(f"{host}: cannot read known_hosts {path}: {exc.strerror}",
+                           host) from None
+    known = _KnownHosts(set(), [])
+    entries = []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        fields = raw.split()
+        if not fields or fields[0].startswith(b"#"):
+            continue
+        if fields[0] == b"@revoked":
+            blob = _key_blob(fields[2:4])
+            if blob is None:
+                raise HostKeyError(f"{host}: known_hosts {path} line {number}: unreadable "
+                                   f"@revoked line: refusing to connect to any host until "
+                                   f"it is fixed", host)
+            known.revoked.add(blob)
+            continue
+        if fields[0] == b"@cert-authority":
+            continue
+        entry = None
+        if not fields[0].startswith(b"@"):
+            try:
+                # one space between fields: paramiko splits on each single space or tab
+                entry = HostKeyEntry.from_line(b" ".join(fields).decode("utf-8"), number)
+            except Exception:  # InvalidHostKey, SSHException, ValueError, UnicodeDecodeError
+                pass
+        if entry is None or entry.key is None:
+            known.skipped.append(number)
+        else:
+            entries.append(entry)
+    seen: set[tuple[str, str]] = set()
+    for entry in entries:
+        if entry.key.asbytes() in known.revoked:
+            continue
+        for name in entry.hostnames:
+            if (name, entry.key.get_name()) not in seen:  # the first line wins, as paramiko's
+                seen.add((name, entry.key.get_name()))
+                keys.add(name, entry.key.get_name(), entry.key)
+    return known
+
+
+def _key_blob(fields: list[bytes]) -> bytes | None:
+    """The key of `TYPE BASE64` fields, or None if they do not make one."""
+    if len(fields) != 2:
+        return None
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except ValueError:  # binascii.Error
+        return None
+    size = int.from_bytes(blob[:4], "big")
+    return blob if len(blob) > 4 + size and blob[4:4 + size] == fields[0] else None
+
+
+def _revoked(host: str, where: str, path: str, key) -> HostKeyError:
+    return HostKeyError(f"{host}: host key for {where} ({key.get_name()} {key.fingerprint}) "
+                        f"is marked @revoked in known_hosts {path}: refusing to connect", host)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _close(client, sock: socket.socket) -> None:

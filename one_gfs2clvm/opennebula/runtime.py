@@ -4,19 +4,41 @@ OpenNebula's driver programs turn an action's stderr into the failure reason,
 except lines starting `INFO:`/`ERROR:`/`WARN:`/`DEBUG:`, which become log
 entries (`INFO: <vmid> text` lands in that VM's log).  So progress goes out
 as `INFO:` lines and a failure as exactly one bare line.
+
+How run() ends an action that fails (undo steps are rolled back first):
+  * DriverError: its one line, its exit code;
+  * any other exception (a bug, or input no check caught): one line
+    `gfs2clvm <action>: internal error: <Type>: <message>`, exit code 70;
+  * SIGINT (KeyboardInterrupt) or SIGTERM (run() makes it raise Terminated
+    while the action runs): `gfs2clvm <action>: interrupted by SIGTERM`, exit
+    code 128 + signal number;
+  * SystemExit (actions do not raise it): undo, then it propagates unchanged.
+Once an action has failed, SIGINT/SIGTERM are only noted (an INFO line) until
+the undo is done and the line is out (SIGKILL still ends it at once).
+No traceback reaches stderr unless the environment has ONE_GFS2CLVM_DEBUG=1
+(any value but empty or 0): then every failure's traceback is written first
+as `DEBUG:` lines, which OpenNebula logs but does not show as the reason.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..config import Config
 from ..config import load as load_config
-from ..errors import DriverError
+from ..errors import DriverError, Terminated
+
+DEBUG_ENV = "ONE_GFS2CLVM_DEBUG"
+INTERNAL_ERROR = 70
+MAX_INTERNAL_TEXT = 400   # characters of an unexpected exception's message shown
 
 
 @dataclass
@@ -33,7 +55,8 @@ class Action:
 
     def log(self, message: str) -> None:
         who = f"{self.vm_id} " if self.vm_id is not None else ""
-        sys.stderr.write(f"INFO: {who}gfs2clvm {self.name}: {message}\n")
+        for line in str(message).splitlines() or [""]:  # every line a log line
+            sys.stderr.write(f"INFO: {who}gfs2clvm {self.name}: {line}\n")
         sys.stderr.flush()
 
     @property
@@ -82,10 +105,14 @@ ERROR_CLOSE_3X = "ERROR MESSAGE ------>8--"
 
 
 def _error_line(text: str, legacy: bool) -> None:
-    if legacy:
-        sys.stderr.write(f"{ERROR_OPEN_3X}\n{text}\n{ERROR_CLOSE_3X}\n")
-    else:
-        sys.stderr.write(f"{text}\n")
+    try:
+        if legacy:
+            sys.stderr.write(f"{ERROR_OPEN_3X}\n{text}\n{ERROR_CLOSE_3X}\n")
+        else:
+            sys.stderr.write(f"{text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed: the exit code still tells
+        pass
 
 
 def run(name: str, function: Callable[[Action, list[str]], None], argv: list[str],
@@ -94,26 +121,101 @@ def run(name: str, function: Callable[[Action, list[str]], None], argv: list[str
     """Run one action; return its exit code (0 = success).  `legacy`: 3.x error framing."""
     started = time.monotonic()
     action = None
+    with _sigterm_raises():
+        try:
+            action = Action(name=name, config=config or load_config())
+            if stdin is not None:
+                action.stdin = stdin
+            function(action, argv)
+            action.undo.commit()
+            action.log(f"done in {time.monotonic() - started:.1f} s")
+            return 0
+        except BaseException as exc:  # every way out of an action: see the docstring
+            return _failed(name, action, exc, legacy)
+
+
+def _failed(name: str, action: Action | None, exc: BaseException, legacy: bool) -> int:
+    """Undo, then one line on stderr; the exit code."""
+    log = action.log if action is not None else _log_without_action(name)
+    with _signals_noted(log):  # until the line is out
+        if action is not None:
+            action.undo.rollback(action.log)
+        if isinstance(exc, SystemExit):
+            raise exc
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            _debug_traceback(name, exc)
+        if isinstance(exc, DriverError):
+            _error_line(exc.one_line(), legacy)
+            return exc.exit_code
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            _error_line(f"gfs2clvm {name}: interrupted by {signal.Signals(signum).name}",
+                        legacy)
+            return 128 + signum
+        _error_line(f"gfs2clvm {name}: internal error: {type(exc).__name__}: "
+                    f"{_exception_text(exc)}", legacy)
+        return INTERNAL_ERROR
+
+
+def _exception_text(exc: BaseException) -> str:
     try:
-        action = Action(name=name, config=config or load_config())
-        if stdin is not None:
-            action.stdin = stdin
-        function(action, argv)
-        action.undo.commit()
-        action.log(f"done in {time.monotonic() - started:.1f} s")
-        return 0
-    except DriverError as exc:
-        if action is not None:
-            action.undo.rollback(action.log)
-        _error_line(exc.one_line(), legacy)
-        return exc.exit_code
-    except Exception as exc:  # a bug: keep the traceback in the log, one line as the reason
-        if action is not None:
-            action.undo.rollback(action.log)
-        for line in traceback.format_exc().splitlines():
-            sys.stderr.write(f"ERROR: gfs2clvm {name}: {line}\n")
-        _error_line(f"gfs2clvm {name}: internal error: {type(exc).__name__}: {exc}", legacy)
-        return 70
+        text = " ".join(str(exc).split())
+    except Exception:  # a broken __str__ must not hide the failure
+        text = ""
+    if len(text) > MAX_INTERNAL_TEXT:
+        text = text[:MAX_INTERNAL_TEXT - 3] + "..."
+    return text or "(no message)"
+
+
+def _debug_traceback(name: str, exc: BaseException) -> None:
+    try:
+        for chunk in traceback.format_exception(type(exc), exc, exc.__traceback__):
+            for line in chunk.splitlines():
+                sys.stderr.write(f"DEBUG: gfs2clvm {name}: {line}\n")
+    except Exception:  # debugging output must not change the outcome
+        pass
+
+
+def _log_without_action(name: str) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        sys.stderr.write(f"INFO: gfs2clvm {name}: {message}\n")
+    return log
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _handlers(handlers: dict) -> Iterator[None]:
+    """Install signal handlers (main thread only) and restore the previous ones."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _sigterm_raises():
+    """SIGTERM raises Terminated in the action (SIGINT already raises KeyboardInterrupt)."""
+    return _handlers({signal.SIGTERM: _terminate})
+
+
+def _signals_noted(log: Callable[[str], None]):
+    def note(signum, frame) -> None:
+        try:
+            log(f"{signal.Signals(signum).name} received: finishing the undo first")
+        except Exception:
+            pass
+    return _handlers({signal.SIGINT: note, signal.SIGTERM: note})
 
 
 def read_stdin() -> bytes:

@@ -126,27 +126,131 @@ def test_reentrant_within_process(tmp_path):
     assert try_from_other_process(tmp_path) == 0
 
 
-def test_creates_lock_dir_and_file_modes(tmp_path):
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o077], ids=["022", "000", "077"])
+def test_creates_lock_dir_and_file_modes(tmp_path, umask):
     lock_dir = tmp_path / "run" / "one"
-    old_umask = os.umask(0o022)
+    old_umask = os.umask(umask)
     try:
         with vg_lock(make_config(lock_dir), "vg_one") as path:
             assert path == str(lock_dir / "gfs2clvm-vg_one.lock")
     finally:
         os.umask(old_umask)
-    assert stat.S_IMODE(os.stat(lock_dir).st_mode) == 0o755
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert stat.S_IMODE(os.lstat(lock_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o600 & ~umask
 
 
 def test_unusable_lock_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    config = make_config(blocker / "locks")
     with pytest.raises(ConfigError) as info:
-        with vg_lock(config, "vg_one"):
+        with vg_lock(make_config(blocker / "locks"), "vg_one"):
             pass
-    assert str(info.value) == (f"[locking] lock_dir: cannot open lock file "
-                               f"{blocker}/locks/gfs2clvm-vg_one.lock: Not a directory")
+    assert str(info.value) == (f"[locking] lock_dir {blocker}/locks: its parent {blocker} "
+                               f"is not a directory")
+    with pytest.raises(ConfigError) as info:
+        with vg_lock(make_config(blocker), "vg_one"):
+            pass
+    assert str(info.value) == (f"[locking] lock_dir {blocker}: cannot create or open it: "
+                               f"Not a directory")
+
+
+# --- the lock directory must be the driver's own (issue 8 §2) -----------------
+# Tests run as root, so "another user" is made with os.chown to NOBODY.
+
+NOBODY = 65534
+
+
+def refused(lock_dir) -> str:
+    """The one-line ConfigError taking a lock in lock_dir gives."""
+    with pytest.raises(ConfigError) as info:
+        with vg_lock(make_config(lock_dir), "vg_one"):
+            pytest.fail("took a lock in an unsafe lock_dir")
+    return str(info.value)
+
+
+def test_symlinked_lock_dir_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "locks"
+    link.symlink_to(real)
+    assert refused(link) == (f"[locking] lock_dir {link}: is a symlink: refusing to follow "
+                             f"it (make it a directory of its own)")
+    assert list(real.iterdir()) == []
+
+
+def test_foreign_lock_dir_is_refused_and_left_alone(tmp_path):
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    os.chmod(lock_dir, 0o777)        # e.g. pre-created by a local user in /run/lock
+    os.chown(lock_dir, NOBODY, NOBODY)
+    message = refused(lock_dir)
+    assert message.startswith(f"[locking] lock_dir {lock_dir}: is owned by ")
+    assert f"(uid {NOBODY}), not by " in message and "(uid 0) that runs the driver" in message
+    st = os.lstat(lock_dir)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o777)   # not "fixed"
+    assert list(lock_dir.iterdir()) == []
+
+
+def test_own_lock_dir_writable_by_others_is_tightened(tmp_path):
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    os.chmod(lock_dir, 0o777)
+    with vg_lock(make_config(lock_dir), "vg_one"):
+        pass
+    assert stat.S_IMODE(os.lstat(lock_dir).st_mode) == 0o700
+    os.chmod(lock_dir, 0o755)        # what earlier versions created: kept as it is
+    with vg_lock(make_config(lock_dir), "vg_one"):
+        pass
+    assert stat.S_IMODE(os.lstat(lock_dir).st_mode) == 0o755
+
+
+def test_planted_symlink_lock_file_is_refused(tmp_path):
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir(mode=0o700)
+    target = tmp_path / "victim"
+    (lock_dir / "gfs2clvm-vg_one.lock").symlink_to(target)
+    assert refused(lock_dir) == (f"[locking] lock_dir {lock_dir}: lock file "
+                                 f"gfs2clvm-vg_one.lock is a symlink: refusing to follow it "
+                                 f"(remove it)")
+    assert not target.exists()                       # nothing created through the link
+    (lock_dir / "gfs2clvm-vg_one.lock").unlink()
+    target.write_text("precious")
+    (lock_dir / "gfs2clvm-vg_two.lock").symlink_to(target)
+    with pytest.raises(ConfigError, match="gfs2clvm-vg_two.lock is a symlink"):
+        with vg_lock(make_config(lock_dir), "vg_two"):
+            pass
+    assert target.read_text() == "precious"
+    with pytest.raises(ConfigError, match="gfs2clvm-x.lock is a symlink"):
+        (lock_dir / "gfs2clvm-x.lock").symlink_to(target)
+        with locking.named_lock(make_config(lock_dir), "x"):
+            pass
+
+
+def test_planted_foreign_lock_file_is_refused(tmp_path):
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir(mode=0o700)
+    planted = lock_dir / "gfs2clvm-vg_one.lock"
+    planted.write_text("")
+    os.chown(planted, NOBODY, NOBODY)
+    message = refused(lock_dir)
+    assert message.startswith(f"[locking] lock_dir {lock_dir}: lock file gfs2clvm-vg_one.lock "
+                              f"is owned by ")
+    assert message.endswith("(remove it)")
+
+
+def test_parent_writable_by_others_must_be_sticky(tmp_path):
+    parent = tmp_path / "run-lock"
+    parent.mkdir()
+    os.chmod(parent, 0o777)
+    assert refused(parent / "one") == (f"[locking] lock_dir {parent}/one: its parent {parent} "
+                                       f"is writable by group or others and not sticky, so "
+                                       f"anyone could replace it")
+    assert list(parent.iterdir()) == []
+    os.chmod(parent, 0o1777)                         # like /run/lock
+    with vg_lock(make_config(parent / "one"), "vg_one"):
+        pass
+    os.chown(parent, NOBODY, NOBODY)
+    assert f"its parent {parent} is owned by " in refused(parent / "one")
 
 
 def test_refuses_unconfigured_or_bad_vg(tmp_path):

@@ -196,6 +196,124 @@ def test_missing_known_hosts_file(sshd, tmp_path):
     assert f"known_hosts file {missing} does not exist" in str(info.value)
 
 
+# --- known_hosts lines paramiko's own loader cannot read (issue 8 §2) ---------
+
+def _connect_with(sshd, tmp_path, text: str | bytes) -> Path:
+    """known_hosts file with `text`; connect and run `touch <marker>`; the marker."""
+    known = tmp_path / "known_hosts"
+    known.write_bytes(text if isinstance(text, bytes) else text.encode())
+    marker = tmp_path / "ran"
+    remote_ = Remote(HOST, sshd.ssh_config(known_hosts=str(known)))
+    try:
+        remote_.run(["touch", str(marker)])
+    finally:
+        remote_.close()
+    return marker
+
+
+def _revoked_message(sshd, tmp_path) -> str:
+    fingerprint = remote_key_fingerprint(sshd)
+    return (f"{HOST}: host key for 127.0.0.1:{sshd.port} (ssh-ed25519 {fingerprint}) is "
+            f"marked @revoked in known_hosts {tmp_path / 'known_hosts'}: refusing to connect")
+
+
+def remote_key_fingerprint(sshd) -> str:
+    import paramiko
+    kind, blob = sshd.host_pub.split()
+    return paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(blob)).fingerprint
+
+
+@pytest.mark.parametrize("lines", [
+    ["{good}", "@revoked * {host_pub}"],                      # listed AND revoked
+    ["@revoked [127.0.0.1]:{port} {host_pub}", "{good}"],      # order does not matter
+    ["@revoked [127.0.0.1]:{port} {host_pub}"],               # revoked only
+    ["[127.0.0.1]:{port} {other_pub}", "@revoked otherhost {host_pub}"],  # any host name
+    ["{good}", "  @revoked\t* {host_pub} old key, a comment"],
+], ids=["listed-and-revoked", "revoked-first", "revoked-only", "other-key-listed",
+        "with-comment"])
+def test_revoked_host_key_is_refused(sshd, tmp_path, lines):
+    text = "\n".join(lines).format(good=sshd.known_hosts_line(sshd.host_pub).strip(),
+                                   host_pub=sshd.host_pub, other_pub=sshd.other_pub,
+                                   port=sshd.port) + "\n"
+    with pytest.raises(HostKeyError) as info:
+        _connect_with(sshd, tmp_path, text)
+    assert str(info.value) == _revoked_message(sshd, tmp_path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_revoked_other_key_and_cert_authority_lines_do_not_matter(sshd, tmp_path):
+    text = (f"@cert-authority * {sshd.host_pub}\n"
+            f"@revoked * {sshd.other_pub}\n"
+            f"@cert-authority *.example.com {sshd.other_pub} comment\n"
+            + sshd.known_hosts_line(sshd.host_pub))
+    assert _connect_with(sshd, tmp_path, text).exists()
+
+
+def test_cert_authority_grants_nothing(sshd, tmp_path):
+    # paramiko verifies no host certificates: the server's plain key stays unknown
+    with pytest.raises(HostKeyError, match=r"\(ssh-ed25519 SHA256:.*\) is not in known_hosts"):
+        _connect_with(sshd, tmp_path, f"@cert-authority [127.0.0.1]:{sshd.port} "
+                                      f"{sshd.host_pub}\n")
+
+
+GARBAGE = [b"garbage", b"host ssh-ed25519 AAAA!!!", b"host ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ",
+           b"h\xff\xfe ssh-ed25519 AAAA", b"@unknown-marker host ssh-ed25519 AAAA",
+           b"host ssh-ed25519 Zm9v", b"host sk-new-key-type@example.com AAAA"]
+
+
+def test_unusable_lines_are_skipped(sshd, tmp_path):
+    good = sshd.known_hosts_line(sshd.host_pub).encode()
+    assert _connect_with(sshd, tmp_path, b"\n".join(GARBAGE) + b"\n# comment\n" + good).exists()
+
+
+def test_unusable_lines_are_named_when_the_host_is_not_found(sshd, tmp_path):
+    with pytest.raises(HostKeyError) as info:
+        _connect_with(sshd, tmp_path, b"\n".join(GARBAGE) + b"\n")
+    message = str(info.value)
+    assert message.startswith(f"{HOST}: host key for 127.0.0.1:{sshd.port} (ssh-ed25519 SHA256:")
+    assert message.endswith(f"is not in known_hosts {tmp_path / 'known_hosts'}: refusing to "
+                            f"connect (unusable lines skipped: 1, 2, 3, 4, 5, ...)")
+    with pytest.raises(HostKeyError) as info:
+        _connect_with(sshd, tmp_path, b"garbage\n" + sshd.known_hosts_line(sshd.other_pub).encode())
+    assert str(info.value) == (f"{HOST}: host key for 127.0.0.1:{sshd.port} does not match "
+                               f"known_hosts {tmp_path / 'known_hosts'}: refusing to connect "
+                               f"(unusable lines skipped: 1)")
+
+
+@pytest.mark.parametrize("line", [
+    "@revoked * ssh-ed25519 AAAA!!!", "@revoked *", "@revoked * ssh-ed25519",
+    "@revoked * ssh-rsa {blob}",                   # the blob is an ed25519 key
+], ids=["bad-base64", "no-key", "no-base64", "type-mismatch"])
+def test_unreadable_revoked_line_refuses_every_connection(sshd, tmp_path, line):
+    line = line.format(blob=sshd.host_pub.split()[1])
+    with pytest.raises(HostKeyError) as info:
+        _connect_with(sshd, tmp_path, sshd.known_hosts_line(sshd.host_pub) + line + "\n")
+    assert str(info.value) == (f"{HOST}: known_hosts {tmp_path / 'known_hosts'} line 2: "
+                               f"unreadable @revoked line: refusing to connect to any host "
+                               f"until it is fixed")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_hashed_host_names_still_work(sshd, tmp_path):
+    import paramiko
+    hashed = paramiko.HostKeys.hash_host(f"[127.0.0.1]:{sshd.port}")
+    assert _connect_with(sshd, tmp_path, f"{hashed} {sshd.host_pub}\n").exists()
+
+
+def test_fields_separated_by_several_blanks(sshd, tmp_path):
+    kind, blob = sshd.host_pub.split()
+    assert _connect_with(sshd, tmp_path, f"  [127.0.0.1]:{sshd.port} \t {kind}   {blob}  "
+                                         f"a comment\r\n").exists()
+
+
+def test_unreadable_known_hosts_file(sshd, tmp_path):
+    (tmp_path / "known_hosts").mkdir()
+    with pytest.raises(HostKeyError) as info:
+        Remote(HOST, sshd.ssh_config(known_hosts=str(tmp_path / "known_hosts"))).run(["true"])
+    assert str(info.value) == (f"{HOST}: cannot read known_hosts {tmp_path / 'known_hosts'}: "
+                               f"Is a directory")
+
+
 def test_authentication_failure_is_connect_error(sshd):
     with pytest.raises(ConnectError) as info:
         Remote(HOST, sshd.ssh_config(identity_file=str(sshd.other_key))).run(["true"])
