@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from ..config import Config
@@ -52,6 +52,23 @@ class Action:
     _api: object = None
     _cluster: object = None
     undo: "Undo" = field(default_factory=lambda: Undo())
+    _held: ExitStack = field(default_factory=ExitStack)
+
+    def bind_vm(self, vm_id: int) -> None:
+        """This action works on VM `vm_id`: its log lines name the VM, and it holds
+        that VM's front-end lock until it has ended (undo included), so two
+        actions of one VM -- a delete racing a clone -- never interleave.
+        Called once the argv is checked, before any remote call."""
+        if self.vm_id is not None and self.vm_id != vm_id:
+            raise ValueError(f"action already bound to VM {self.vm_id}, not {vm_id}")
+        if self.vm_id is None:
+            from ..locking import named_lock
+            self._held.enter_context(named_lock(self.config, f"vm-{vm_id}"))
+        self.vm_id = vm_id
+
+    def release(self) -> None:
+        """Drop what bind_vm holds (run() calls it when the action has ended)."""
+        self._held.close()
 
     def log(self, message: str) -> None:
         who = f"{self.vm_id} " if self.vm_id is not None else ""
@@ -132,6 +149,9 @@ def run(name: str, function: Callable[[Action, list[str]], None], argv: list[str
             return 0
         except BaseException as exc:  # every way out of an action: see the docstring
             return _failed(name, action, exc, legacy)
+        finally:
+            if action is not None:
+                action.release()
 
 
 def _failed(name: str, action: Action | None, exc: BaseException, legacy: bool) -> int:

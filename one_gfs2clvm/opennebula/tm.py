@@ -144,7 +144,7 @@ def clone(action: Action, argv: list[str]) -> None:
     ds_id = _int(ds_arg, "datastore id")
     dst = _disk_arg(action, dst_arg, vm_id)
     source = _image_source(action, src_arg)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     if isinstance(source, IsoxSource):
         clone_disk(action, source, dst, None, 0)
         return
@@ -336,7 +336,7 @@ def ln(action: Action, argv: list[str]) -> None:
     _int(ds_arg, "datastore id")
     dst = _disk_arg(action, dst_arg, vm_id)
     source = _image_source(action, src_arg)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     readonly = False
     if isinstance(source, LvSource):
         readonly = action.api.vm(action.vm_id).disk(dst.disk_id).readonly
@@ -381,7 +381,7 @@ def mkimage(action: Action, argv: list[str]) -> None:
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     size_mb = _int(size_arg, "size")
     dst = _disk_arg(action, dst_arg, vm_id, ds_id)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     fs = ""
     if fmt != "swap":
         fs = action.api.vm(action.vm_id).disk(dst.disk_id).fs or ""
@@ -394,7 +394,7 @@ def mkswap(action: Action, argv: list[str]) -> None:
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     size_mb = _int(size_arg, "size")
     dst = _disk_arg(action, dst_arg, vm_id, ds_id)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     make_volatile(action, size_mb, dst, datastore_vg(action, ds_id), "swap")
 
 
@@ -451,7 +451,7 @@ def context(action: Action, argv: list[str]) -> None:
     *files, dst_arg, vm_arg, ds_arg = argv
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     dst = _disk_arg(action, dst_arg, vm_id, ds_id)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     build_context(action, files, dst)
 
 
@@ -495,14 +495,14 @@ def mv(action: Action, argv: list[str]) -> None:
         # the VM directory; a migration may come from another system datastore
         src = paths.dir_arg(config, src_arg, vm_id, what="source directory")
         dst = paths.dir_arg(config, dst_arg, vm_id, ds_id, what="destination directory")
-        action.vm_id = vm_id
+        action.bind_vm(vm_id)
         _mv_dir(action, Disks(action), src, dst)
         return
     src = paths.disk_arg(config, src_arg, vm_id, what="source disk")
     dst = paths.disk_arg(config, dst_arg, vm_id, what="destination disk")
     if src.disk_id != dst.disk_id:
         raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: not the same disk")
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     disks = Disks(action)
     disk_id = dst.disk_id
     vm = action.api.vm(action.vm_id)
@@ -550,7 +550,7 @@ def delete(action: Action, argv: list[str]) -> None:
         target = paths.disk_arg(action.config, path_arg, vm_id)
     else:                        # the VM directory: of this VM in this system datastore
         target = paths.dir_arg(action.config, path_arg, vm_id, ds_id)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     disks = Disks(action)
     host = disks.worker(target.host, bridges(action, ds_id))
     if not isinstance(target, DiskArg):
@@ -672,7 +672,7 @@ def mvds(action: Action, argv: list[str]) -> None:
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     disk = _disk_arg(action, disk_arg, vm_id)
     source = _source(source_arg)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     if not isinstance(source, LvSource):
         raise InvalidArgument(f"mvds: SOURCE must be an image LV, got {source_arg!r}")
     volume = Volume(action.config.check_vg(source.vg), source.lv)
@@ -689,7 +689,7 @@ def cpds(action: Action, argv: list[str]) -> None:
     snap_id = -1 if snap_arg == "-1" else _int(snap_arg, "snapshot id")
     disk = _disk_arg(action, disk_arg, vm_id)
     target = _source(source_arg)
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     if not isinstance(target, LvSource):
         raise InvalidArgument(f"cpds: SOURCE must be an image LV, got {source_arg!r}")
     target = Volume(action.config.check_vg(target.vg), target.lv)
@@ -739,7 +739,7 @@ def _migrate(action: Action, argv: list[str], phase: str) -> None:
     paths.check_sysdir(action.config, sysdir, vm_id, sys_ds)
     if caller and not HOST_RE.fullmatch(caller):
         raise InvalidArgument(f"invalid CALLING_TM {caller!r}")
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     from .xml import parse_vm_base64
     vm = parse_vm_base64(action.stdin.decode("ascii", "replace"))
     if vm.id != vm_id:
@@ -810,7 +810,7 @@ def resize(action: Action, argv: list[str]) -> None:
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     disk = _disk_arg(action, disk_arg, vm_id)
     size = _int(size_arg, "size") * MiB
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     disks = Disks(action)
     volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
     if volume is None:
@@ -841,7 +841,7 @@ def _snapshot_args(action: Action, argv: list[str], usage: str):
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     disk = _disk_arg(action, disk_arg, vm_id)
     snap_id = _int(snap_arg, "snapshot id")
-    action.vm_id = vm_id
+    action.bind_vm(vm_id)
     disks = Disks(action)
     volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
     if volume is None:

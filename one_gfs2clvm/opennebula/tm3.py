@@ -35,7 +35,7 @@ def _disk(action: Action, arg: str) -> DiskArg:
     if dst.path != f"{paths.vm_dir3(action.config, dst.vm_id)}/disk.{dst.disk_id}":
         raise InvalidArgument(f"refusing disk {arg!r}: it must be "
                               f"{paths.vm_dir3(action.config, dst.vm_id)}/disk.<N>")
-    action.vm_id = dst.vm_id
+    action.bind_vm(dst.vm_id)
     return dst
 
 
@@ -86,7 +86,7 @@ def mv3(action: Action, argv: list[str]) -> None:
         dst = paths.dir_arg3(config, dst_arg, "destination directory")
     if src.vm_id != dst.vm_id:
         raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: two different VMs")
-    action.vm_id = src.vm_id
+    action.bind_vm(src.vm_id)
     disks = Disks(action)
     vm_dir = paths.vm_dir3(config, src.vm_id)
     if isinstance(src, DiskArg):
@@ -121,7 +121,7 @@ def delete3(action: Action, argv: list[str]) -> None:
     directory = paths.vm_dir3(action.config, target.vm_id)
     if target.path != directory:
         raise InvalidArgument(f"refusing VM directory {path_arg!r}: it must be {directory}")
-    action.vm_id = target.vm_id
+    action.bind_vm(target.vm_id)
     disks = Disks(action)
     host = disks.worker(target.host)
     for disk_id, link, volume in linked_disks(disks, host, directory):
