@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument, LockContention, NotFound
-from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_lv_name, parse_source
-from . import runtime
-from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, made_tag
+from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_lv_name, parse_source, shown
+from . import paths, runtime
+from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, made_tag
 from .runtime import Action
 from .tm import _mkfs_command, _parent_of, copy_to_new_volume
 
@@ -100,20 +100,37 @@ def rm(action: Action, argv: list[str]) -> None:
     image_id, data = request(action, argv)
     image = data.image
     remove_image(action, image_id, image.source if image is not None else "",
-                 _bridge(action, data))
+                 _bridge(action, data), paths.datastore_dir(action.config, _ds_id(data)))
 
 
-def remove_image(action: Action, image_id: int, source_text: str, bridges: list[str]) -> None:
-    """Remove an image's LV (and its snapshot LVs), refused while a VM uses it;
-    an .isox image loses only the copy cp made."""
+def _ds_id(data) -> int:
+    ds, image = data.datastore, data.image
+    ds_id = ds.id if ds is not None else (image.datastore_id if image is not None else None)
+    if ds_id is None:
+        raise InvalidArgument("DS_DRIVER_ACTION_DATA names no datastore")
+    return ds_id
+
+
+def remove_image(action: Action, image_id: int, source_text: str, bridges: list[str],
+                 own_dir: str) -> None:
+    """Remove image `image_id`'s LV lv-oneimg-<image_id> (and its snapshot LVs),
+    refused while a VM uses it; an .isox image loses only the copy cp made in
+    `own_dir` (its datastore directory).  Choice: a SOURCE naming anything else
+    (another image's LV, an ISO elsewhere) was not made for this image, so rm
+    leaves it alone, says so and succeeds: the image's record can go, the data
+    it pointed at stays with its owner."""
     source = parse_source(source_text) if source_text else None
     if isinstance(source, IsoxSource):
-        _rm_iso(action, image_id, source.path, bridges)
+        _rm_iso(action, image_id, source.path, bridges, own_dir)
         return
     if not isinstance(source, LvSource) or parse_lv_name(source.lv).kind != "image":
         raise InvalidArgument(f"rm: image SOURCE is not an image LV of ours "
-                              f"(<vg>/lv-oneimg-<id>): {source_text!r}")
+                              f"(<vg>/lv-oneimg-<id>): {shown(source_text)}")
     volume = Volume(action.config.check_vg(source.vg), source.lv)
+    if volume.lv != image_lv(image_id):
+        action.log(f"{volume} is not image {image_id}'s own LV ({image_lv(image_id)}): "
+                   f"left alone")
+        return
     disks = Disks(action)
 
     def on(host: str) -> None:
@@ -139,11 +156,12 @@ def remove_image(action: Action, image_id: int, source_text: str, bridges: list[
     action.cluster.on_bridge(on, bridges)
 
 
-def _rm_iso(action: Action, image_id: int, path: str, bridges: list[str]) -> None:
-    """An .isox image: delete the file only if cp made it (<ds dir>/<id>.isox);
+def _rm_iso(action: Action, image_id: int, path: str, bridges: list[str],
+            own_dir: str) -> None:
+    """An .isox image: delete the file only if cp made it (<own_dir>/<id>.isox);
     an ISO registered in place belongs to whoever put it there."""
     from .imports import owned_iso_path
-    if not owned_iso_path(action.config, image_id, path):
+    if not owned_iso_path(image_id, path, own_dir):
         action.log(f"ISO {path} was registered in place: file left alone")
         return
     action.cluster.on_bridge(lambda h: action.cluster.remote(h).run(["rm", "-f", "--", path]),
@@ -177,10 +195,7 @@ def clone(action: Action, argv: list[str]) -> None:
     image_id, data = request(action, argv)
     if data.image is None or not data.image.path:
         raise InvalidArgument("clone: the IMAGE has no PATH (the source image's SOURCE)")
-    source = parse_source(data.image.path)
-    if not isinstance(source, LvSource):
-        raise InvalidArgument(f"clone: source {data.image.path!r} is not an image LV")
-    source = Volume(action.config.check_vg(source.vg), source.lv)
+    source = image_volume(action.config, parse_source(data.image.path), "clone")
     target = Volume(_vg(action, data), image_lv(image_id))
     made = made_tag("clone", data.image)
     disks = Disks(action)
@@ -247,9 +262,9 @@ def image_request(action: Action, argv: list[str], snapshot: bool = False) -> Im
     if image is None:
         raise InvalidArgument(f"{action.name}: DS_DRIVER_ACTION_DATA has no IMAGE")
     source = parse_source(image.source) if image.source else None
-    if not isinstance(source, LvSource) or parse_lv_name(source.lv).kind != "image":
-        raise InvalidArgument(f"{action.name}: image SOURCE is not an LV of ours: "
-                              f"{image.source!r}")
+    if not isinstance(source, LvSource) or source.lv != image_lv(image_id):
+        raise InvalidArgument(f"{action.name}: image {image_id}'s SOURCE is not its own LV "
+                              f"<vg>/{image_lv(image_id)}: {shown(image.source)}")
     volume = Volume(action.config.check_vg(source.vg), source.lv)
     bridges = tuple(_bridge(action, data))
     if not snapshot:
@@ -443,22 +458,9 @@ def _plain_word(what: str, word: str) -> str:
 
 
 def export_dir(action: Action, data) -> str:
-    """The image datastore's directory on the shared GFS2: its BASE_PATH if that
-    lies under [storage] gfs2_mount, else <gfs2_mount>/datastores/<datastore id>
-    (the rule of imports.Import.from_driver_action; here both paths are
-    normalised first and '..' is refused)."""
-    from ..names import normalize_abspath
-    mount = normalize_abspath(action.config.gfs2_mount, "gfs2_mount").rstrip("/")
-    ds = data.datastore
-    if ds is not None and ds.base_path:
-        base = normalize_abspath(ds.base_path, "datastore BASE_PATH")
-        if (base + "/").startswith(mount + "/"):
-            return base
-    image = data.image
-    ds_id = ds.id if ds is not None else (image.datastore_id if image is not None else None)
-    if ds_id is None:
-        raise InvalidArgument("export: DS_DRIVER_ACTION_DATA names no datastore")
-    return f"{mount}/datastores/{ds_id}"
+    """The image datastore's directory on the shared GFS2 (paths.datastore_dir,
+    the rule imports use too): <gfs2_mount>/datastores/<datastore id>."""
+    return paths.datastore_dir(action.config, _ds_id(data))
 
 
 def export_file(action: Action, data, image_id: int, token: str | None = None) -> str:

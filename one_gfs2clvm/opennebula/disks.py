@@ -321,3 +321,12 @@ def volume_of(lv_path_or_name: str, vg: str | None = None) -> Volume:
         raise InvalidArgument(f"not an LV path: {lv_path_or_name!r}")
     parse_lv_name(lv)
     return Volume(vg, lv)
+
+
+def image_volume(config, source, what: str) -> Volume:
+    """The image LV a SOURCE names (<vg>/lv-oneimg-<id>, names.LvSource): never a
+    VM's disk LV, whichever action reads or writes through an image SOURCE."""
+    from ..names import LvSource
+    if not isinstance(source, LvSource) or parse_lv_name(source.lv).kind != "image":
+        raise InvalidArgument(f"{what}: the SOURCE is not an image LV <vg>/lv-oneimg-<id>")
+    return Volume(config.check_vg(source.vg), source.lv)

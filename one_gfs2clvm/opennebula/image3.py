@@ -51,13 +51,12 @@ def _reply(source: str, size_bytes: int) -> None:
 def cp3(action: Action, argv: list[str]) -> None:
     path, id_arg, again = _args(argv, 2, "cp PATH ID", optional=1)
     image_id = _image_id(action, id_arg, again)
-    mount = action.config.gfs2_mount.rstrip("/")
     source = parse_source(path)
     owner = None
     if not isinstance(source, IsoxSource) and path.startswith(("lvm://", "vol://")):
         owner = action.api.image(image_id)
     job = Import(action, image_id, path, action.config.default_vg, _bridges(action),
-                 f"{mount}/images", Checksums(), DEFAULT_RESTRICTED, DEFAULT_SAFE, owner=owner)
+                 paths.images_dir3(action.config), Checksums(), DEFAULT_RESTRICTED, DEFAULT_SAFE, owner=owner)
     line = job.run()
     result = line.rsplit(" ", 1)[0]
     if isinstance(parse_source(result), LvSource):
@@ -86,6 +85,12 @@ def mv3(action: Action, argv: list[str]) -> None:
     # SRC names a VM disk; the link read is the host-side one that path derives
     vm_id, disk_id = paths.disk_path3(action.config, src)
     link = f"{paths.vm_dir3(action.config, vm_id)}/disk.{disk_id}"
+    # saving a VM's disk is disk-saveas: the image's owner needs MANAGE on the VM
+    from .xml import may_use_object
+    image, vm = action.api.image(image_id), action.api.vm(vm_id)
+    if not may_use_object(action.api.user(image.uid), vm, "manage"):
+        raise InvalidArgument(f"image {image_id}: its owner {image.uname} (uid {image.uid}) "
+                              f"may not manage VM {vm_id}: refusing to save its disk")
     disks = Disks(action)
 
     def on(host: str) -> None:
@@ -120,7 +125,8 @@ def mv3(action: Action, argv: list[str]) -> None:
 
 def rm3(action: Action, argv: list[str]) -> None:
     source, id_arg, again = _args(argv, 2, "rm SOURCE ID", optional=1)
-    remove_image(action, _image_id(action, id_arg, again), source, _bridges(action))
+    remove_image(action, _image_id(action, id_arg, again), source, _bridges(action),
+                 paths.images_dir3(action.config))
 
 
 COMMANDS = {"cp": cp3, "mkfs": mkfs3, "mv": mv3, "rm": rm3}

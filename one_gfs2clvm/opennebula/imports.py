@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
-import posixpath
 import urllib.error
 import urllib.request
 
@@ -37,7 +36,8 @@ from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, Vol
 from ..streaming import (Checksums, Framer, Progress, QemuImgProgress, check_restricted,
                          file_segments, header_virtual_size, receiver_step, sniff_format,
                          stream_segments)
-from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, made_tag
+from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, made_tag
+from . import paths
 from .runtime import Action
 
 HEADER_BYTES = 64 << 10
@@ -78,12 +78,10 @@ class Import:
         image, datastore = data.image, data.datastore
         ds_value = datastore.template_value if datastore is not None else (lambda name: None)
         restricted, safe = ds_value("RESTRICTED_DIRS"), ds_value("SAFE_DIRS")
-        mount = action.config.gfs2_mount.rstrip("/")
-        base = posixpath.normpath(datastore.base_path) if datastore is not None and \
-            datastore.base_path else ""          # oned's BASE_PATH often has a '//'
-        if not (base + "/").startswith(mount + "/"):
-            ds_id = datastore.id if datastore is not None else image.datastore_id
-            base = f"{mount}/datastores/{ds_id}"
+        ds_id = datastore.id if datastore is not None else image.datastore_id
+        if ds_id is None:
+            raise InvalidArgument(f"{action.name}: DS_DRIVER_ACTION_DATA names no datastore")
+        base = paths.datastore_dir(action.config, ds_id)
         return cls(action, image_id, image.path, _vg(action, data), _bridge(action, data), base,
                    Checksums(image.template_value("MD5"), image.template_value("SHA1")),
                    restricted.split() if restricted is not None else DEFAULT_RESTRICTED,
@@ -277,18 +275,26 @@ class Import:
     def _probe(self, path: str) -> tuple[str, int]:
         return self.disks.probe_image(self.host, path)
 
-    def _from_worker_file(self, path: str) -> None:
-        remote = self.action.cluster.remote(self.host)
-        resolved = remote.run(["readlink", "-e", "--", path], check=False)
-        if resolved.exit_status != 0:
-            raise NotFound(f"cp: {path} exists neither on the management node nor on "
-                           f"{self.host} (GFS2)")
-        real = resolved.stdout.strip()
-        mount = self.action.config.gfs2_mount.rstrip("/")
-        if not real.startswith(mount + "/"):
-            raise InvalidArgument(f"cp: {path} is not on the management node and not on the "
-                                  f"shared GFS2 ({mount}) of the workers")
+    def _on_worker(self, path: str) -> str:
+        """The real path of a file on the workers' GFS2 (paths.check_worker_file
+        before the worker is asked and on what it resolved), RESTRICTED_DIRS and
+        SAFE_DIRS applied to the real path."""
+        config = self.action.config
+        paths.check_worker_file(config, path)
+        real = self.disks.resolve(self.host, path)
+        if real is None:
+            raise NotFound(f"{self.action.name}: {path} exists neither on the management "
+                           f"node nor on {self.host} (GFS2)")
+        try:
+            paths.check_worker_file(config, real)
+        except InvalidArgument:
+            raise InvalidArgument(f"{self.action.name}: {path} resolves to {real}, outside "
+                                  f"the shared GFS2 or in a VM's directory") from None
         check_restricted(real, self.restricted, self.safe)
+        return real
+
+    def _from_worker_file(self, path: str) -> None:
+        real = self._on_worker(path)
         fmt, size = self._probe(real)
         if self.checksums:
             self.checksums.verify(self._worker_digests(real))
@@ -333,10 +339,7 @@ class Import:
             other = self.action.api.image(source.image_id)
             what, obj, right = f"image {other.id}", other, "use"
             parsed = parse_source(other.source) if other.source else None
-            if not isinstance(parsed, LvSource):
-                raise InvalidArgument(f"vol://{other.id}: image SOURCE {other.source!r} is "
-                                      f"not an LV")
-            volume = Volume(self.action.config.check_vg(parsed.vg), parsed.lv)
+            volume = image_volume(self.action.config, parsed, f"vol://{other.id}")
         if not may_use_object(owner, obj, right):
             raise InvalidArgument(f"image {self.image_id}: its owner {self.owner.uname} "
                                   f"(uid {self.owner.uid}) may not {right} {what}: refusing "
@@ -369,7 +372,7 @@ class Import:
         if isinstance(source, LvmSource):
             volume = self._vm_disk_volume(self.action.api.vm(source.vm_id), source)
         elif isinstance(source, LvSource):
-            volume = Volume(self.action.config.check_vg(source.vg), source.lv)
+            volume = image_volume(self.action.config, source, self.path)
         if volume is not None:
             lv = self.disks.lv(self.host, volume)
             if lv is None:
@@ -387,14 +390,8 @@ class Import:
                 return size
             fmt = sniff_format(header)
             return size if fmt == "raw" else _known(header_virtual_size(header, fmt), path)
+        real = self._on_worker(path)
         remote = self.action.cluster.remote(self.host)
-        resolved = remote.run(["readlink", "-e", "--", path], check=False)
-        real = resolved.stdout.strip()
-        mount = self.action.config.gfs2_mount.rstrip("/")
-        if resolved.exit_status != 0 or not real.startswith(mount + "/"):
-            raise NotFound(f"stat: {path} exists neither on the management node nor on "
-                           f"the workers' GFS2 ({mount})")
-        check_restricted(real, self.restricted, self.safe)
         if isinstance(source, IsoxSource):
             return int(remote.run(["stat", "-L", "-c", "%s", "--", real]).stdout.strip())
         return self._probe(real)[1]
@@ -417,17 +414,14 @@ class Import:
         if os.path.lexists(path):
             stream, real = self._open_local(path)
             with stream:
-                on_gfs2 = self.action.cluster.remote(self.host).run(
-                    ["test", "-f", path], check=False).exit_status == 0
-                if not (on_gfs2 and (real + "/").startswith(mount + "/")):
+                # on this node's mount of the GFS2 too: registered in place below
+                on_gfs2 = (real + "/").startswith(mount + "/") and not \
+                    paths.in_vm_dir(self.action.config, real) and \
+                    self.action.cluster.remote(self.host).run(
+                        ["test", "-f", real], check=False).exit_status == 0
+                if not on_gfs2:
                     return self._copy_iso(stream, real)
-        result = self.action.cluster.remote(self.host).run(["readlink", "-e", "--", path],
-                                                           check=False)
-        real = result.stdout.strip()
-        if result.exit_status != 0 or not real.startswith(mount + "/"):
-            raise NotFound(f"cp: ISO {path} is neither on the management node nor on the "
-                           f"workers' GFS2 ({mount})")
-        check_restricted(real, self.restricted, self.safe)
+        real = self._on_worker(path)
         if self.checksums:
             self.checksums.verify(self._worker_digests(real))
         self.log(f"ISO {path} registered in place (no LVM)")
@@ -449,15 +443,11 @@ class Import:
         return target
 
 
-def owned_iso_path(config, image_id: int, source: str) -> bool:
-    """Is this .isox SOURCE the copy cp made (so rm may delete it)?  Copies are
-    <gfs2>/datastores/<ds>/<id>.isox (modern) or <gfs2>/images/<id>.isox (3.x)."""
-    mount = config.gfs2_mount.rstrip("/")
-    parent = posixpath.dirname(source)
-    return posixpath.basename(source) == f"{image_id}.isox" and (
-        parent == f"{mount}/images" or
-        (posixpath.dirname(parent) == f"{mount}/datastores" and
-         posixpath.basename(parent).isdigit()))
+def owned_iso_path(image_id: int, source: str, own_dir: str) -> bool:
+    """Is this .isox SOURCE the copy cp made (so rm may delete it)?  Exactly
+    <own_dir>/<id>.isox, own_dir being the image's datastore directory
+    (paths.datastore_dir; 3.x: paths.images_dir3)."""
+    return source == f"{own_dir}/{image_id}.isox"
 
 
 def _open_url(url: str, timeout: float):

@@ -202,3 +202,43 @@ def file_source_real(config, path: str, real: str, legacy: bool = False) -> str:
     except InvalidArgument:
         raise InvalidArgument(f"refusing image file {shown(path)}: it resolves to {shown(real)}, "
                               f"outside the datastore directories") from None
+
+
+# --- datastore directories -------------------------------------------------------------
+
+def datastore_dir(config, ds_id: int) -> str:
+    """An image datastore's directory on GFS2: <gfs2_mount>/datastores/<ds id>.
+    Staging files, ISO copies and export files go there and nowhere else.
+    Choice: the datastore's BASE_PATH is not used: it is oned's path (its
+    DATASTORE_LOCATION), and one that points elsewhere -- a VM's directory --
+    must not steer where the driver writes."""
+    if isinstance(ds_id, bool) or not isinstance(ds_id, int) or ds_id < 0:
+        raise InvalidArgument(f"invalid datastore id {shown(ds_id)}")
+    return f"{_mount(config)}/datastores/{ds_id}"
+
+
+def images_dir3(config) -> str:
+    """The 3.x image repository on GFS2: <gfs2_mount>/images."""
+    return f"{_mount(config)}/images"
+
+
+def in_vm_dir(config, path: str) -> bool:
+    """Does a (normalised) path lie in some VM's directory, either layout?"""
+    mount = re.escape(_mount(config))
+    return bool(re.fullmatch(mount + r"/datastores/" + _ID + "/" + _ID + r"(/.*)?", path) or
+                re.fullmatch(mount + "/" + _ID + r"(/.*)?", path))
+
+
+def check_worker_file(config, path: str) -> str:
+    """A PATH an import reads on a worker (not on the management node): it must
+    lie on the shared GFS2 and not in a VM's directory (a VM's disk is copied
+    through lvm://, with the VM's rights checked).  Checked before the worker is
+    asked; its resolved path is checked again (check_worker_file on it)."""
+    normal = normalize_abspath(path, "image path")
+    if not normal.startswith(_mount(config) + "/"):
+        raise InvalidArgument(f"refusing {shown(path)}: not on the management node, and "
+                              f"not on the workers' shared GFS2 ({_mount(config)})")
+    if in_vm_dir(config, normal):
+        raise InvalidArgument(f"refusing {shown(path)}: it lies in a VM's directory "
+                              f"(copy a VM's disk with lvm://<vm>/<disk>)")
+    return normal

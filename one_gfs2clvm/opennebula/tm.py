@@ -31,7 +31,8 @@ from ..names import (HOST_RE, FileSource, IsoxSource, LvmSource, LvSource, UrlSo
                      VolSource, check_host, disk_id_from_path, parse_id, parse_lv_name,
                      parse_source, vm_disk_lv)
 from . import paths, runtime
-from .disks import INCOMPLETE_TAG, MiB, SYSTEM_TM, Disks, Volume, is_frontend, volume_of
+from .disks import (INCOMPLETE_TAG, MiB, SYSTEM_TM, Disks, Volume, image_volume, is_frontend,
+                    volume_of)
 from .paths import DiskArg
 from .runtime import Action
 
@@ -111,7 +112,7 @@ def disk_volume(action: Action, vm, disk_id: int, ds_id: int | None) -> Volume |
         if isinstance(source, IsoxSource):
             return None
         if isinstance(source, LvSource):
-            return Volume(action.config.check_vg(source.vg), source.lv)
+            return image_volume(action.config, source, f"disk {disk_id} of VM {vm.id}")
     return Volume(datastore_vg(action, ds_id), vm_disk_lv(vm.id, disk_id))
 
 
@@ -241,10 +242,7 @@ def _resolve_copy_source(action: Action, disks: Disks, vm, source, host: str,
     if isinstance(source, VolSource):
         image = action.api.image(source.image_id)
         check_may_use(action, vm, f"image {image.id}", image.uid, image.gid, image.permissions)
-        volume = _source(image.source)
-        if not isinstance(volume, LvSource):
-            raise InvalidArgument(f"vol://{image.id}: image SOURCE {image.source!r} is not an LV")
-        volume = Volume(action.config.check_vg(volume.vg), volume.lv)
+        volume = image_volume(action.config, _source(image.source), f"vol://{image.id}")
         return volume, "raw", _holder(disks, host, volume) or host
     if isinstance(source, UrlSource):
         raise InvalidArgument("clone from a URL is not supported: import it into an image "
@@ -353,10 +351,7 @@ def link_disk(action: Action, source, dst: DiskArg, readonly: bool,
         disks.link(dst.host, dst.path, real)
         action.log(f"linked {dst.path} -> {real} (file, no LVM)")
         return
-    if not isinstance(source, LvSource):
-        raise InvalidArgument(f"ln: SOURCE must be an image LV <vg>/lv-oneimg-<id>, "
-                              f"got {source!r}")
-    volume = Volume(action.config.check_vg(source.vg), source.lv)
+    volume = image_volume(action.config, source, "ln")
     intent = "shared" if readonly else "exclusive"
     use = Use(action.vm_id, dst.disk_id, dst.host)
     current = disks.lv(dst.host, volume)
@@ -671,11 +666,8 @@ def mvds(action: Action, argv: list[str]) -> None:
     disk_arg, source_arg, vm_arg, ds_arg = _args(argv, 4, "mvds host:dir/disk.N SOURCE VMID DSID")
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     disk = _disk_arg(action, disk_arg, vm_id)
-    source = _source(source_arg)
+    volume = image_volume(action.config, _source(source_arg), "mvds")
     action.bind_vm(vm_id)
-    if not isinstance(source, LvSource):
-        raise InvalidArgument(f"mvds: SOURCE must be an image LV, got {source_arg!r}")
-    volume = Volume(action.config.check_vg(source.vg), source.lv)
     disks = Disks(action)
     host = disks.worker(disk.host, bridges(action, ds_id))
     _release(action, disks, host, volume, disk.disk_id)
@@ -688,11 +680,8 @@ def cpds(action: Action, argv: list[str]) -> None:
     vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     snap_id = -1 if snap_arg == "-1" else _int(snap_arg, "snapshot id")
     disk = _disk_arg(action, disk_arg, vm_id)
-    target = _source(source_arg)
+    target = image_volume(action.config, _source(source_arg), "cpds")
     action.bind_vm(vm_id)
-    if not isinstance(target, LvSource):
-        raise InvalidArgument(f"cpds: SOURCE must be an image LV, got {source_arg!r}")
-    target = Volume(action.config.check_vg(target.vg), target.lv)
     disks = Disks(action)
     vm = action.api.vm(action.vm_id)
     disk_ds = vm.disk(disk.disk_id).datastore_id
@@ -736,6 +725,9 @@ def _migrate(action: Action, argv: list[str], phase: str) -> None:
         argv, 5, f"{phase} SRCHOST DSTHOST SYSDIR VMID SYSDS [CALLING_TM]", optional=1)
     vm_id, sys_ds = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
     src, dst = check_host(src), check_host(dst)
+    for host in (src, dst):            # a live migration runs between two hosts
+        if is_frontend(host):
+            raise InvalidArgument(f"{phase}: {host} is the front-end, not a host a VM runs on")
     paths.check_sysdir(action.config, sysdir, vm_id, sys_ds)
     if caller and not HOST_RE.fullmatch(caller):
         raise InvalidArgument(f"invalid CALLING_TM {caller!r}")

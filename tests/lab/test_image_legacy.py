@@ -77,8 +77,14 @@ def test_saveas_persistent_and_vol_3x(fe, lab, vm_ids):
     fe.tm3("clone", f"{FE}:{VG}/lv-oneimg-590", f"{node}:{disk}")
     fe.write(node, "lv-one-7951-0", pattern(41, MiB))
     # shutdown with a saveas disk: the TM releases the disk, the image manager
-    # copies it into the new image (DST "-": it chooses the SOURCE)
+    # copies it into the new image (DST "-": it chooses the SOURCE) -- if the
+    # new image's owner may manage the VM (disk-saveas), as oned records it
     fe.tm3("mv", f"{node}:{disk}", f"{FE}:{disk}")
+    fe.vm(7951, [{"image_id": 590, "size": 12}], uid=5, gid=100, uname="alice")
+    fe.image(592, uid=6, gid=101, uname="bob", source="")
+    refused = image3(fe, "mv", 592, disk, "-", expect_ok=False)
+    assert "may not manage VM 7951" in refused.failure_message and fe.lv("lv-oneimg-592") is None
+    fe.image(592, uid=5, gid=100, uname="alice", source="")
     result = image3(fe, "mv", 592, disk, "-")
     assert result.single_line_stdout() == f"{VG}/lv-oneimg-592 12"
     expected = pattern(41, MiB) + pattern(40, 5 * MiB)[MiB:] + bytes(7 * MiB)
@@ -90,6 +96,8 @@ def test_saveas_persistent_and_vol_3x(fe, lab, vm_ids):
     refused = image3(fe, "rm", 590, f"{VG}/lv-oneimg-590", expect_ok=False)
     assert "in use by VM 7952" in refused.failure_message
     fe.tm3("mv", f"{node}:{disk}", f"{FE}:{disk}")
+    fe.vm(7952, [{"image_id": 590, "size": 12}])
+    fe.image(590, source=f"{VG}/lv-oneimg-590", size=12)
     result = image3(fe, "mv", 590, disk, f"{VG}/lv-oneimg-590")
     assert result.single_line_stdout() == f"{VG}/lv-oneimg-590 12"
     assert "nothing to move" in result.stderr + result.stdout

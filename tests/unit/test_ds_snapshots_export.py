@@ -92,10 +92,12 @@ def test_vg_comes_from_the_source_and_must_be_configured(tmp_path):
 
 @pytest.mark.parametrize("argv_extra, kwargs, message", [
     ([], {}, "has no TARGET_SNAPSHOT"),                              # -1: none given
-    ([], {"source": "/var/lib/one/x.img"}, "image SOURCE is not an LV of ours"),
-    ([], {"source": "lvm://7/0"}, "image SOURCE is not an LV of ours"),
+    ([], {"source": "/var/lib/one/x.img"}, "SOURCE is not its own LV"),
+    ([], {"source": "lvm://7/0"}, "SOURCE is not its own LV"),
+    ([], {"source": "vg_one/lv-oneimg-6"}, "SOURCE is not its own LV"),       # another image's
+    ([], {"source": "vg_one/lv-one-7-0"}, "SOURCE is not its own LV"),        # a VM's disk
     ([], {"source": "vg_one/lv-oneimg-5-snap-1"}, "invalid image source"),  # a snapshot
-    ([], {"source": ""}, "image SOURCE is not an LV of ours"),
+    ([], {"source": ""}, "SOURCE is not its own LV"),
 ])
 def test_bad_snapshot_input_is_one_clear_line(tmp_path, argv_extra, kwargs, message):
     with pytest.raises(InvalidArgument) as info:
@@ -264,10 +266,11 @@ def driver_data(base_path=None, ds_id=100):
 
 @pytest.mark.parametrize("mount, base_path, expected", [
     ("/var/lib/one", None, "/var/lib/one/datastores/100"),         # oned's //datastores/100
-    ("/var/lib/one", "/var/lib/one/images", "/var/lib/one/images"),
-    ("/var/lib/one/", "/var/lib/one", "/var/lib/one"),             # the mount itself
+    # BASE_PATH never steers where the driver writes (paths.datastore_dir)
+    ("/var/lib/one", "/var/lib/one/images", "/var/lib/one/datastores/100"),
+    ("/var/lib/one/", "/var/lib/one", "/var/lib/one/datastores/100"),
+    ("/var/lib/one", "/var/lib/one/datastores/0/555", "/var/lib/one/datastores/100"),
     ("/var/lib/one", "/srv/images", "/var/lib/one/datastores/100"),   # not on the GFS2
-    ("/var/lib/one", "/var/lib/one-other/x", "/var/lib/one/datastores/100"),
     ("/gfs2", "/var/lib/one//datastores/100", "/gfs2/datastores/100"),
 ])
 def test_export_dir_is_the_imports_rule(tmp_path, mount, base_path, expected):
@@ -287,12 +290,12 @@ def test_each_export_gets_its_own_file(tmp_path, monkeypatch):
     assert first != second and first.startswith("/var/lib/one/datastores/100/.export-5-")
 
 
-def test_export_dir_refusals(tmp_path):
+def test_export_dir_ignores_a_hostile_base_path(tmp_path):
     action = act(tmp_path, "export")
-    with pytest.raises(InvalidArgument, match="'..' is not allowed"):
-        export_dir(action, driver_data("/var/lib/one/../../etc"))
-    with pytest.raises(InvalidArgument, match="needs shell quoting"):
-        export_file(action, driver_data("/var/lib/one/my images"), 5)
+    assert export_dir(action, driver_data("/var/lib/one/../../etc")) == \
+        "/var/lib/one/datastores/100"
+    assert export_file(action, driver_data("/var/lib/one/my images"), 5, "ab12") == \
+        "/var/lib/one/datastores/100/.export-5-ab12.raw"
 
 
 def test_parse_md5sum():

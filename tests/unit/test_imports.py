@@ -43,6 +43,8 @@ def test_staging_dir_is_on_gfs2():
         "/var/lib/one/datastores/100"                                   # oned's double slash
     assert job(base_path="/srv/one/datastores/100").datastore_dir == \
         "/var/lib/one/datastores/100"                                   # not on GFS2: ours
+    assert job(base_path="/var/lib/one/datastores/0/555").datastore_dir == \
+        "/var/lib/one/datastores/100"                                   # never a VM's dir
 
 
 def test_checksums_come_from_the_image_template():
@@ -59,11 +61,13 @@ def test_refusals_before_any_ssh():
 
 
 def test_only_our_iso_copies_may_be_removed():
-    assert owned_iso_path(CONFIG, 42, "/var/lib/one/datastores/100/42.isox")
-    assert owned_iso_path(CONFIG, 42, "/var/lib/one/images/42.isox")
-    assert not owned_iso_path(CONFIG, 42, "/var/lib/one/datastores/100/420.isox")
-    assert not owned_iso_path(CONFIG, 42, "/var/lib/one/isos/42.isox")   # registered in place
-    assert not owned_iso_path(CONFIG, 42, "/var/lib/one/datastores/x/42.isox")
+    own = "/var/lib/one/datastores/100"
+    assert owned_iso_path(42, "/var/lib/one/datastores/100/42.isox", own)
+    assert owned_iso_path(42, "/var/lib/one/images/42.isox", "/var/lib/one/images")   # 3.x
+    assert not owned_iso_path(42, "/var/lib/one/images/42.isox", own)
+    assert not owned_iso_path(42, "/var/lib/one/datastores/100/420.isox", own)
+    assert not owned_iso_path(42, "/var/lib/one/isos/42.isox", own)   # registered in place
+    assert not owned_iso_path(42, "/var/lib/one/datastores/0/42.isox", own)  # another DS
 
 
 @pytest.mark.parametrize("name, argv, message", [
