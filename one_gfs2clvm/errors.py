@@ -78,6 +78,11 @@ class ActivationError(LvmError):
     """An LV could not be activated/deactivated as the policy requires."""
 
 
+class LockManagerDown(LvmError):
+    """The host cannot take cluster locks on the VG: lvmlockd is not running
+    there, or the VG's lockspace is not started (vgchange --lock-start)."""
+
+
 class NotFound(LvmError):
     """An LV or VG that must exist does not."""
 

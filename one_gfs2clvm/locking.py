@@ -26,6 +26,13 @@ symlinks or files there and block every metadata change (the default
     O_CLOEXEC (mode 0600) and must be a regular file owned by us.
 
 Any failed check is a ConfigError: one line naming lock_dir and what is wrong.
+
+Waiting: [locking] lock_timeout bounds how long a waiter waits for ONE holder,
+not for the whole queue.  Whoever takes a lock writes "<pid> <ns>" into its
+file; a waiter that sees that change restarts its clock.  So twenty actions
+queued behind one another (oned's TM pool deploying twenty VMs) all get their
+turn, while a holder that keeps the lock longer than lock_timeout (a stuck
+process) makes the waiters give up with LockTimeout.
 """
 
 from __future__ import annotations
@@ -166,19 +173,42 @@ def _open(config: Config, path: str) -> int:
         raise
 
 
+def _holder(fd: int) -> bytes:
+    """Who took the lock last, as written by _claim()."""
+    try:
+        return os.pread(fd, 64, 0)
+    except OSError:
+        return b""
+
+
+def _claim(fd: int) -> None:
+    """Mark the lock as taken by this process now (the waiters' progress sign)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {time.time_ns()}\n".encode(), 0)
+    except OSError:
+        pass                            # only a progress hint: the flock is what counts
+
+
 def _acquire(config: Config, path: str) -> int:
     fd = _open(config, path)
     deadline = time.monotonic() + config.lock_timeout
+    holder = _holder(fd)
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _claim(fd)
             return fd
         except BlockingIOError:
+            current = _holder(fd)
+            if current != holder:       # the lock changed hands: the queue moves
+                holder, deadline = current, time.monotonic() + config.lock_timeout
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 os.close(fd)
-                raise LockTimeout(f"could not lock {path} within {config.lock_timeout:g} s "
-                                  f"(another driver action holds it)") from None
+                raise LockTimeout(f"could not lock {path} within {config.lock_timeout:g} s: "
+                                  f"one holder kept it all that time (a stuck driver "
+                                  f"action?)") from None
             time.sleep(min(POLL_INTERVAL, remaining))
         except BaseException:
             os.close(fd)

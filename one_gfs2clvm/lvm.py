@@ -22,7 +22,7 @@ from .config import Config
 from .names import check_host, check_lv, check_tag, check_vg
 from .remote import CommandResult  # cheap: paramiko is imported only on connect
 from .errors import (ActivationError, HelperRefused, InvalidArgument, LockContention,
-                     LvmError, NotFound)
+                     LockManagerDown, LvmError, NotFound)
 from .nodehelper import (EXIT_REFUSED, LV_LOCKED_RE, NOT_FOUND_RE, TRANSIENT_LOCK_RE,
                          Refused, lvm_argv)
 
@@ -256,6 +256,12 @@ def helper_argv(config: Config, verb: str, *args: object) -> list[str]:
     return [config.sudo, "-n", config.node_helper, verb, *words]
 
 
+# The host's lock manager cannot serve the VG at all (not contention: nothing
+# to retry): lvmlockd is not running, or the VG's lockspace is not started.
+LOCKD_DOWN_RE = re.compile(r"lvmlockd process is not running", re.I)
+LOCKSPACE_DOWN_RE = re.compile(r"Cannot access VG \S+ due to failed lock", re.I)
+
+
 def _is_noise(line: str) -> bool:
     return line.startswith("WARNING") or line.startswith("Retrying ")
 
@@ -283,6 +289,12 @@ def raise_for_result(host: str, result: CommandResult, target: str) -> None:
     if TRANSIENT_LOCK_RE.search(result.stderr or ""):
         raise LockContention(f"{host}: {target}: the VG lock is held by another host "
                              f"and retries ran out: {line}")
+    if LOCKD_DOWN_RE.search(result.stderr or ""):
+        raise LockManagerDown(f"{host}: {target}: lvmlockd is not running on {host} "
+                              f"(start it, then vgchange --lock-start): {line}")
+    if LOCKSPACE_DOWN_RE.search(result.stderr or ""):
+        raise LockManagerDown(f"{host}: {target}: the VG's lockspace is not started on "
+                              f"{host} (vgchange --lock-start there): {line}")
     if NOT_FOUND_RE.search(result.stderr or ""):
         raise NotFound(f"{host}: {target}: {line}")
     raise LvmError(f"{host}: {target}: {line}")

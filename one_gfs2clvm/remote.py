@@ -22,6 +22,7 @@ import atexit
 import base64
 import logging
 import os
+import random
 import re
 import secrets
 import shlex
@@ -36,6 +37,7 @@ from .errors import ConnectError, HostKeyError, RemoteCommandFailed, RemoteTimeo
 
 CHUNK = 256 * 1024
 KEEPALIVE_S = 30
+HANDSHAKE_TRIES = 4     # connects cut short by sshd (MaxStartups) before giving up
 
 # paramiko logs transport-thread failures (e.g. a guest still booting resets
 # the banner exchange); with no handler Python prints them on stderr, which
@@ -98,6 +100,10 @@ class Labeled:
 Step = Union[Sequence[str], ShellFragment, Pipe, Labeled]
 
 
+class _HandshakeCut(ConnectError):
+    """The TCP connection was accepted but sshd ended the SSH handshake."""
+
+
 class _Timeout(Exception):
     def __init__(self, stderr: bytes):
         super().__init__()
@@ -129,8 +135,24 @@ class Remote:
                     return transport
                 self._client.close()
                 self._client = None
-            self._client = self._connect()
+            self._client = self._connect_retrying()
             return self._client.get_transport()
+
+    def _connect_retrying(self):
+        """_connect(); a handshake that sshd cut short is tried again.  Under a
+        burst of actions (oned's TM pool) sshd's MaxStartups drops new
+        connections at random before authentication ("Error reading SSH
+        protocol banner", "No existing session"); waiting a random moment and
+        connecting again is what gets through.  A refused TCP connection, a
+        host key or an authentication failure is final at once."""
+        for attempt in range(1, HANDSHAKE_TRIES + 1):
+            try:
+                return self._connect()
+            except _HandshakeCut:
+                if attempt == HANDSHAKE_TRIES:
+                    raise
+                time.sleep(random.uniform(0.5, 1.5) * attempt)
+        raise AssertionError("unreachable")
 
     def _connect(self):
         import paramiko
@@ -184,8 +206,8 @@ class Remote:
                 raise HostKeyError(f"{host}: host key for {where} ({unknown[0]}) is not in "
                                    f"known_hosts {ssh.known_hosts}: refusing to connect"
                                    f"{known.note()}", host) from None
-            raise ConnectError(f"{host}: cannot connect to {where}: "
-                               f"{_one_line(exc)}", host) from None
+            raise _HandshakeCut(f"{host}: cannot connect to {where}: "
+                                f"{_one_line(exc)}", host) from None
         client.get_transport().set_keepalive(KEEPALIVE_S)
         return client
 
@@ -248,17 +270,24 @@ class Remote:
         return result
 
     def _open_channel(self):
-        """A new session channel; a connection found dead is reopened once."""
-        for attempt in (1, 2):
+        """A new session channel.  A connection found dead is reopened once; a
+        live one whose sshd did not answer the channel request in time (a host
+        under load) is asked twice more; a refusal (e.g. MaxSessions) is final."""
+        reopened, busy = False, 0
+        while True:
             transport = self.transport()
             try:
                 return transport.open_session(timeout=self.ssh.connect_timeout)
             except Exception as exc:  # paramiko.SSHException, EOFError, OSError
-                if attempt == 2 or transport.is_active():  # e.g. sshd MaxSessions reached
+                alive = transport.is_active()
+                if alive and "Timeout opening channel" in str(exc) and busy < 2:
+                    busy += 1
+                    continue
+                if alive or reopened:
                     raise ConnectError(f"{self.host}: cannot open an SSH session on "
                                        f"{self.where}: {exc or type(exc).__name__}",
                                        self.host) from None
-        raise AssertionError("unreachable")
+                reopened = True
 
     def _exec(self, command: str, stdin: bytes | BinaryIO | None, limit: float,
               on_stdout: Callable[[bytes], None] | None = None) -> CommandResult:

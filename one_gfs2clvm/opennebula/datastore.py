@@ -144,7 +144,7 @@ def remove_image(action: Action, image_id: int, source_text: str, bridges: list[
             raise LockContention(f"{volume} is in use by VM {users[0].vm_id} on "
                                  f"{users[0].host}: not removing it")
         if lv.open_locally:
-            raise LockContention(f"{volume} is open on {host}: not zeroing or removing it")
+            raise LockContention(f"{volume} is in use on {host} (open): not zeroing or removing it")
         base = parse_lv_name(volume.lv)
         snapshots = [Volume(volume.vg, name) for name in report if _parent_of(name) == base]
         if action.config.zero_on_delete:

@@ -609,8 +609,8 @@ def _remove_vm_disk(action: Action, disks: Disks, host: str, volume: Volume) -> 
         disks.remove(host, *snapshots, present=True)
         return
     if lv.open_locally:        # never zero or remove what a process still has open
-        raise LockContention(f"{volume} is open on {host} (its VM, or another process, still "
-                             f"uses it): not zeroing or removing it")
+        raise LockContention(f"{volume} is in use on {host} (open by its VM or another "
+                             f"process): not zeroing or removing it")
     where = next((u.host for u in disks.uses(lv) if not is_frontend(u.host)), host)
     if where != host:
         disks.deactivate(where, volume, tolerate_unreachable=True)

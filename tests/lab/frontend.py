@@ -207,3 +207,130 @@ def pattern(seed: int, size: int) -> bytes:
     return (block * (size // MiB + 1))[:size]
 
 
+
+
+# -- added for the fault matrix and the concurrency test (tests/lab/test_faults.py,
+#    tests/lab/test_concurrency.py) -------------------------------------------------
+
+class RunningAction:
+    """A driver action started in the background as its own process (like one
+    slot of oned's TM driver pool); its pipes are served by a thread at once,
+    so stdin is written and stderr drained exactly as oneclient.run_script does."""
+
+    def __init__(self, proc, command: list[str], command_line: str, cwd: str, env: dict,
+                 data: bytes):
+        import threading
+        import time
+        self.proc = proc
+        self.command, self.command_line, self.cwd, self.env = command, command_line, cwd, env
+        self._started = time.monotonic()
+        self._outcome: dict = {}
+        self._thread = threading.Thread(target=self._serve, args=(data,), daemon=True)
+        self._thread.start()
+
+    def _serve(self, data: bytes) -> None:
+        import time
+        out, err, timed_out = oneclient._communicate(self.proc, data, 900)
+        self._outcome["result"] = oneclient.ActionResult(
+            self.command, self.command_line, self.proc.returncode, out, err, cwd=self.cwd,
+            env=self.env, timed_out=timed_out, duration=time.monotonic() - self._started)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig: int = 9) -> None:
+        """Signal the action's process group (start_new_session: pgid == pid)."""
+        import os
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float = 900) -> "oneclient.ActionResult":
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.kill()
+            self._thread.join(30)
+            raise AssertionError(f"{self.command_line}: still running after {timeout:g} s")
+        return self._outcome["result"]
+
+
+def _spawn_tm(self, action: str, *args, stdin=None) -> RunningAction:
+    """Start `remotes/tm/gfs2clvm/<action> args...` as one_tm.rb runs it (argv, cwd,
+    environment, nice, own session, stdin written then closed), without waiting."""
+    import os
+    path, error = oneclient.tm_script_path(str(self.remotes), "gfs2clvm", action)
+    assert error is None, error
+    words = [str(a) for a in args]
+    cwd = str(self.var_lib_one)
+    env = oneclient.base_env(cwd, oneclient.DEFAULT_PRIORITY, self.env)
+    data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
+    proc = subprocess.Popen([path, *words], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
+                            preexec_fn=lambda: os.nice(oneclient.DEFAULT_PRIORITY),
+                            close_fds=True)
+    line = path + " " + " ".join(oneclient.shellwords_escape(w) for w in words)
+    return RunningAction(proc, [path, *words], line, cwd, env, data)
+
+
+def _variant(self, driver_conf: Path) -> "FrontEnd":
+    """The same front-end (installed remotes, oned, VMs) with another driver
+    configuration file: what the actions it runs (and its cluster) use."""
+    import copy
+    other = copy.copy(self)
+    other.driver_conf = driver_conf
+    other.config = config_mod.load(str(driver_conf))
+    other.cluster = Cluster(other.config)
+    other.env = {**self.env, "ONE_GFS2CLVM_CONF": str(driver_conf)}
+    return other
+
+
+def _conf_variant(self, path: Path, changes: dict) -> Path:
+    """A copy of this front-end's driver config with {section: {key: value}}
+    changed (value None: key removed); written to `path`."""
+    import configparser
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(self.driver_conf)
+    for section, values in changes.items():
+        if not parser.has_section(section):
+            parser.add_section(section)
+        for key, value in values.items():
+            if value is None:
+                parser.remove_option(section, key)
+            else:
+                parser.set(section, key, str(value))
+    with open(path, "w") as handle:
+        parser.write(handle)
+    return path
+
+
+def _lv_report(self, nodes: list[str] | None = None, keep=lambda name: True) -> dict:
+    """{lv name: (size, tags, nodes where active, nodes where active exclusively)}
+    for every LV of the VG that `keep(name)` accepts, from `lvs` on each node."""
+    from concurrent.futures import ThreadPoolExecutor
+    nodes = nodes or self.lab.node_names
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        per_node = list(pool.map(lambda node: self.cluster.lvm(node).lvs(VG), nodes))
+    report: dict[str, list] = {}
+    for node, lvs in zip(nodes, per_node):
+        for lv in lvs:
+            if not keep(lv.name):
+                continue
+            entry = report.setdefault(lv.name, [lv.size_bytes, tuple(sorted(lv.tags)), [], []])
+            if lv.active_locally:
+                entry[2].append(node)
+                if lv.active_exclusively:
+                    entry[3].append(node)
+    return {name: (size, tags, tuple(active), tuple(exclusive))
+            for name, (size, tags, active, exclusive) in sorted(report.items())}
+
+
+FrontEnd.spawn_tm = _spawn_tm
+FrontEnd.variant = _variant
+FrontEnd.conf_variant = _conf_variant
+FrontEnd.lv_report = _lv_report

@@ -84,7 +84,7 @@ def test_second_process_times_out(tmp_path):
         elapsed = time.monotonic() - started
         assert 0.5 <= elapsed < 3
         assert str(info.value) == (f"could not lock {tmp_path}/gfs2clvm-vg_one.lock within "
-                                   f"0.5 s (another driver action holds it)")
+                                   f"0.5 s: one holder kept it all that time (a stuck driver action?)")
         # other VGs are independent
         with vg_lock(config, "vg_two") as path:
             assert path == f"{tmp_path}/gfs2clvm-vg_two.lock"
@@ -92,6 +92,35 @@ def test_second_process_times_out(tmp_path):
         release(proc)
     with vg_lock(config, "vg_one"):
         pass
+
+
+def test_a_queue_longer_than_the_timeout_still_gets_its_turn(tmp_path):
+    """lock_timeout bounds the wait for ONE holder.  Whoever takes the lock
+    writes itself into the file; here the lock changes hands (as the file
+    shows) every 0.8 s of a 1.5 s timeout for 2.4 s: the waiter keeps waiting
+    and then gets it, and the file names it."""
+    config = make_config(tmp_path, timeout=1.5)
+    path = lock_path(config, "vg_one")
+    proc = holder(tmp_path)
+    started = time.monotonic()
+    try:
+        def next_holders():
+            for turn in range(3):
+                time.sleep(0.8)
+                if turn < 2:            # as the next queued action's _claim() would
+                    Path(path).write_text(f"{90000 + turn} {time.time_ns()}\n")
+            release(proc)
+        import threading
+        relay = threading.Thread(target=next_holders)
+        relay.start()
+        with vg_lock(config, "vg_one"):
+            waited = time.monotonic() - started
+            assert Path(path).read_text().split()[0] == str(os.getpid())
+        relay.join(10)
+        assert waited >= 2.4
+    finally:
+        if proc.poll() is None:
+            release(proc)
 
 
 def test_second_process_waits_then_gets_it(tmp_path):

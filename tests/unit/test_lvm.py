@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from one_gfs2clvm.config import Config
 from one_gfs2clvm.errors import (ActivationError, ConfigError, HelperRefused, InvalidArgument,
-                                 LockContention, LvmError, NotFound)
+                                 LockContention, LockManagerDown, LvmError, NotFound)
 from one_gfs2clvm.lvm import (ActivationPolicy, CommandResult, LogicalVolume, LvmClient,
                               VolumeGroup, helper_argv, last_error_line, parse_lvs_json,
                               parse_vgs_json, raise_for_result)
@@ -289,6 +289,16 @@ def test_last_error_line():
     (5, "  VG vg_one lock failed: held by other host.\n",
      LockContention, "node1: vg_one/lv-one-1-0: the VG lock is held by another host and "
                      "retries ran out: VG vg_one lock failed: held by other host."),
+    # what lvm says on a host whose lvmlockd is stopped / whose lockspace is stopped
+    (5, "  WARNING: lvmlockd process is not running.\n  Reading VG vg_one without a lock.\n"
+        "  Cannot access VG vg_one due to failed lock.\n",
+     LockManagerDown, "node1: vg_one/lv-one-1-0: lvmlockd is not running on node1 (start "
+                      "it, then vgchange --lock-start): Cannot access VG vg_one due to "
+                      "failed lock."),
+    (5, "  Cannot access VG vg_one due to failed lock.\n",
+     LockManagerDown, "node1: vg_one/lv-one-1-0: the VG's lockspace is not started on node1 "
+                      "(vgchange --lock-start there): Cannot access VG vg_one due to failed "
+                      "lock."),
     (5, '  Failed to find logical volume "vg_one/lv-one-1-0"\n',
      NotFound, 'node1: vg_one/lv-one-1-0: Failed to find logical volume "vg_one/lv-one-1-0"'),
     (5, '  Volume group "vg_one" not found\n  Cannot process volume group vg_one\n',
