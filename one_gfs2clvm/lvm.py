@@ -273,6 +273,20 @@ def last_error_line(stderr: str) -> str:
     return (meaningful or lines or [""])[-1]
 
 
+# stderr pattern -> error type and what it means for the admin; first match wins
+# (contention before "lock manager down" before "not found").
+_KNOWN_FAILURES = (
+    (LV_LOCKED_RE, LockContention, "the LV lock is held by another host (active there?): "),
+    (TRANSIENT_LOCK_RE, LockContention,
+     "the VG lock is held by another host and retries ran out: "),
+    (LOCKD_DOWN_RE, LockManagerDown,
+     "lvmlockd is not running on {host} (start it, then vgchange --lock-start): "),
+    (LOCKSPACE_DOWN_RE, LockManagerDown,
+     "the VG's lockspace is not started on {host} (vgchange --lock-start there): "),
+    (NOT_FOUND_RE, NotFound, ""),
+)
+
+
 def raise_for_result(host: str, result: CommandResult, target: str) -> None:
     """Map a failed helper run to a typed error; no-op on success.
 
@@ -283,20 +297,9 @@ def raise_for_result(host: str, result: CommandResult, target: str) -> None:
     line = last_error_line(result.stderr) or f"exit status {result.exit_status}"
     if result.exit_status == EXIT_REFUSED:
         raise HelperRefused(f"{host}: node helper refused the request for {target}: {line}")
-    if LV_LOCKED_RE.search(result.stderr or ""):
-        raise LockContention(f"{host}: {target}: the LV lock is held by another host "
-                             f"(active there?): {line}")
-    if TRANSIENT_LOCK_RE.search(result.stderr or ""):
-        raise LockContention(f"{host}: {target}: the VG lock is held by another host "
-                             f"and retries ran out: {line}")
-    if LOCKD_DOWN_RE.search(result.stderr or ""):
-        raise LockManagerDown(f"{host}: {target}: lvmlockd is not running on {host} "
-                              f"(start it, then vgchange --lock-start): {line}")
-    if LOCKSPACE_DOWN_RE.search(result.stderr or ""):
-        raise LockManagerDown(f"{host}: {target}: the VG's lockspace is not started on "
-                              f"{host} (vgchange --lock-start there): {line}")
-    if NOT_FOUND_RE.search(result.stderr or ""):
-        raise NotFound(f"{host}: {target}: {line}")
+    for pattern, error, explanation in _KNOWN_FAILURES:
+        if pattern.search(result.stderr or ""):
+            raise error(f"{host}: {target}: {explanation.format(host=host)}{line}")
     raise LvmError(f"{host}: {target}: {line}")
 
 

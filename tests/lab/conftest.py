@@ -45,5 +45,4 @@ def vm_ids(fe):
     directories are removed afterwards, by exact name."""
     used: list[int] = []
     yield used
-    for vm_id in used:
-        fe.cleanup_vm(vm_id)
+    fe.cleanup_vms(used)

@@ -176,25 +176,40 @@ class FrontEnd:
     def remove_image_lvs(self, image_ids) -> None:
         """Remove the image LVs lv-oneimg-<id> (and their snapshots) a test made:
         one report, exact names."""
-        node = self.lab.node_names[0]
         wanted = {f"lv-oneimg-{image}" for image in image_ids}
-        for lv in self.cluster.lvm(node).lvs(VG):
-            if lv.name in wanted or lv.name.split("-snap-")[0] in wanted:
-                for other in self.lab.node_names:
-                    self.cluster.lvm(other).deactivate(VG, lv.name)
-                self.cluster.lvm(node).remove(VG, lv.name)
+        self._remove_lvs(lambda name: name in wanted or name.split("-snap-")[0] in wanted)
 
     def cleanup_vm(self, vm_id: int) -> None:
         """Remove what a test left of VM vm_id (LVs by exact name, its dir)."""
-        for lv in self.cluster.lvm(self.lab.node_names[0]).lvs(VG):
-            parts = lv.name.split("-")
-            if lv.name.startswith("lv-one-") and len(parts) >= 4 and parts[2] == str(vm_id):
-                for node in self.lab.node_names:
-                    self.cluster.lvm(node).deactivate(VG, lv.name)
-                self.cluster.lvm(self.lab.node_names[0]).remove(VG, lv.name)
-        # the modern and the 3.x VM directory
-        self.lab.sh(self.lab.node_names[0], 'rm -rf "$1" "$2"', self.sysdir(vm_id),
-                    f"/var/lib/one/{vm_id}")
+        self.cleanup_vms([vm_id])
+
+    def cleanup_vms(self, vm_ids) -> None:
+        """cleanup_vm for several VMs at once: one LV report, one deactivation
+        per node (in parallel), one lvremove, one rm: a handful of round trips
+        however many LVs, because the emulated lab makes each one cost."""
+        wanted = {str(vm_id) for vm_id in vm_ids}
+        if not wanted:
+            return
+
+        def of_these_vms(name: str) -> bool:
+            parts = name.split("-")
+            return name.startswith("lv-one-") and len(parts) >= 4 and parts[2] in wanted
+        self._remove_lvs(of_these_vms)
+        # the modern and the 3.x VM directories
+        self.lab.sh(self.lab.node_names[0], 'rm -rf "$@"', "--",
+                    *(path for vm_id in sorted(wanted, key=int)
+                      for path in (self.sysdir(int(vm_id)), f"/var/lib/one/{vm_id}")))
+
+    def _remove_lvs(self, selected) -> None:
+        """Deactivate everywhere, then remove, the LVs whose names `selected` picks
+        (exact names from one report; test clean-up, not the driver's path)."""
+        first = self.lab.node_names[0]
+        names = sorted(lv.name for lv in self.cluster.lvm(first).lvs(VG) if selected(lv.name))
+        if not names:
+            return
+        paths = [f"{VG}/{name}" for name in names]
+        self.lab.on_all('lvchange -q -an "$@"', *paths)
+        self.lab.sh(first, 'lvremove -q -f "$@"', *paths)
 
 
 def digest(data: bytes) -> str:

@@ -34,18 +34,10 @@ def fe(lab, tmp_path_factory):
 
 
 @pytest.fixture
-def cleanup(fe, lab):
-    """Whatever the test left of its 20 VMs: LVs by exact name (one report), dirs."""
+def cleanup(fe):
+    """Whatever the test left of its 20 VMs: LVs by exact name, dirs."""
     yield
-    node = lab.node_names[0]
-    names = {f"lv-one-{vm}-0" for vm in VMS}
-    for lv in fe.cluster.lvm(node).lvs(VG):
-        if lv.name in names:
-            for other in lab.node_names:
-                fe.cluster.lvm(other).deactivate(VG, lv.name)
-            fe.cluster.lvm(node).remove(VG, lv.name)
-    lab.sh(node, 'rm -rf "$@"', *[fe.sysdir(vm) for vm in VMS])
-
+    fe.cleanup_vms(VMS)
 
 def run_all(fe: FrontEnd, calls: list[tuple]) -> list:
     """Start every (action, args...) at once as separate processes, wait for all."""

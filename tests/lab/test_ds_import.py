@@ -31,8 +31,7 @@ def fe(lab, tmp_path_factory):
     node = lab.node_names[0]
     lab.sh(node, 'mkdir -p "$1" && chown oneadmin: "$1"', GFS2_DIR)
     yield frontend
-    for vm_id in VMS:
-        frontend.cleanup_vm(vm_id)
+    frontend.cleanup_vms(VMS)
     frontend.remove_image_lvs(IMAGES)
     lab.sh(node, 'rm -rf "$1" /var/lib/one/datastores/100/*.isox', GFS2_DIR)
     frontend.close()

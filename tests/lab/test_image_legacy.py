@@ -26,8 +26,7 @@ def fe(lab, tmp_path_factory):
     # 3.x's default SAFE_DIRS is /var/tmp: uploads wait there
     frontend.uploads = Path(tempfile.mkdtemp(prefix="gfs2clvm-image3-", dir="/var/tmp"))
     yield frontend
-    for vm_id in VMS:
-        frontend.cleanup_vm(vm_id)
+    frontend.cleanup_vms(VMS)
     frontend.remove_image_lvs(IMAGES)
     shutil.rmtree(frontend.uploads, ignore_errors=True)
     frontend.close()

@@ -52,8 +52,7 @@ def fe(lab, tmp_path_factory):
     frontend.make_image_lv(BIG, 256, BIG_DATA)
     frontend.image(BIG, size=256)
     yield frontend
-    for vm_id in (7601, 7602, 7603, CLONED, MIGRATED):
-        frontend.cleanup_vm(vm_id)
+    frontend.cleanup_vms((7601, 7602, 7603, CLONED, MIGRATED))
     for node in lab.node_names:
         frontend.cluster.lvm(node).deactivate(VG, "lv-oneimg-531")
     frontend.remove_image_lvs([530, 531, BIG, IMPORTED])

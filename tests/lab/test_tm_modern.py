@@ -108,20 +108,6 @@ def test_live_migration_hand_over(fe, vm_ids, lab):
     assert fe.sha(dst, "lv-one-7303-0", MiB) == digest(pattern(3, MiB))
 
 
-def test_failed_live_migration_restores_the_source(fe, vm_ids, lab):
-    vm_ids.append(7304)
-    src, dst = lab.node_names[0], lab.node_names[-1]
-    deploy(fe, 7304, src)
-    stdin = fe.vm_xml_b64(7304)
-    args = (src, dst, fe.sysdir(7304), 7304, SYSTEM_DS)
-    fe.tm("premigrate", *args, stdin=stdin)
-    fe.tm("failmigrate", *args, stdin=stdin)
-    for lv in ("lv-one-7304-0", "lv-one-7304-1"):
-        assert fe.active_on(lv) == [src]
-    with pytest.raises(LockContention):                      # exclusive on the source again
-        fe.cluster.lvm(dst).activate(VG, "lv-one-7304-0", "shared")
-
-
 def test_stop_and_resume_elsewhere(fe, vm_ids, lab):
     vm_ids.append(7305)
     first, later = lab.node_names[0], lab.node_names[-1]
