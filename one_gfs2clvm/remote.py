@@ -144,7 +144,9 @@ class Remote:
         connections at random before authentication ("Error reading SSH
         protocol banner", "No existing session"); waiting a random moment and
         connecting again is what gets through.  A refused TCP connection, a
-        host key or an authentication failure is final at once."""
+        host key or an authentication failure is final at once.  The price: an
+        sshd that accepts but never answers costs HANDSHAKE_TRIES x
+        connect_timeout (paramiko reports its silence as the same banner error)."""
         for attempt in range(1, HANDSHAKE_TRIES + 1):
             try:
                 return self._connect()
