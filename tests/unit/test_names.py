@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from one_gfs2clvm.errors import InvalidArgument
-from one_gfs2clvm.names import (Use, parse_use_tag, MAX_ID, DiskPath, FileSource, HostPath, IsoxSource,
+from one_gfs2clvm.names import (shown, Use, parse_use_tag, MAX_ID, DiskPath, FileSource, HostPath, IsoxSource,
                                 LvmSource, LvName, LvSource, UrlSource, VolSource,
                                 check_tag, check_vg, disk_id_from_path, image_lv,
                                 lv_device_path, parse_disk_path, parse_host_path,
@@ -285,4 +285,6 @@ def test_parse_source_any_text(text):
     try:
         parse_source(text)
     except InvalidArgument as exc:
-        assert repr(text) in str(exc)
+        # named as the shared shown() renders it: whole when short, cut when long
+        assert shown(text) in str(exc)
+        assert "\n" not in str(exc)
