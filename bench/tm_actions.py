@@ -51,7 +51,7 @@ def main() -> int:
         results: dict[str, list[float]] = {k: [] for k in
                                            ("dd", "clone", "lvchange", "mv")}
         for _ in range(args.rounds):
-            fe.cleanup_vm(VM)
+            fe.cleanup_vms([VM])
             lvm = fe.cluster.lvm(a)
             lvm.create(VG, "lv-one-4901-0", size)
 
@@ -71,7 +71,7 @@ def main() -> int:
                 lab.sh(a, f"lvchange -aey {VG}/lv-one-{VM}-0"))) / 2)   # one hand-over
             results["mv"].append(timed(lambda: fe.tm(
                 "mv", f"{a}:{fe.disk_path(VM, 0)}", f"{b}:{fe.disk_path(VM, 0)}", VM, IMAGE_DS)))
-        fe.cleanup_vm(VM)
+        fe.cleanup_vms([VM])
         fe.cluster.lvm(a).remove(VG, image)
         fe.close()
     median = {key: statistics.median(values) for key, values in results.items()}

@@ -81,7 +81,7 @@ def main(keep: bool = False) -> int:
             return lambda _: f"{lv} active on {fe.active_on(lv) or 'no node'}"
 
         def clean():
-            fe.cleanup_vm(VM)
+            fe.cleanup_vms([VM])
             for image in (IMAGE, SAVED):
                 fe.ds("rm", image, source=f"{VG}/lv-oneimg-{image}")
         steps.run("clean leftovers of an earlier run (idempotent start)", clean)

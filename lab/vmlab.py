@@ -12,14 +12,13 @@ Layout (all under $GFS2CLVM_LAB_DIR, default /var/tmp/gfs2clvm-lab):
 
 Guests: TCG by default (this host's /dev/kvm is PVM and cannot run a stock
 Debian kernel), KVM when a real kvm_intel/kvm_amd module is loaded or
-LAB_ACCEL=kvm.  Under TCG the guest CPU is `qemu64` (LAB_CPU overrides it) and
-the guest kernel runs with mitigations=off: with `-cpu max` glibc picks AVX2
-memcpy/string paths and the kernel its speculation mitigations, all of which
-TCG emulates slowly; measured on the 2-core machine, qemu64 made the
-test_tm_modern module 18% faster (399 s vs 487 s) and a 256 MiB pipe copy in
-a guest 2.3x faster.  The guests are throw-away test machines, so dropping
-the mitigations costs nothing real.  The cluster net is a UNIX-socket hub (lab/hub.py): the host
-never sends a packet outside 127.0.0.0/8; ssh arrives through qemu user-net
+LAB_ACCEL=kvm.  Under TCG the guest CPU is `qemu64` (LAB_CPU overrides it),
+and the guest kernel always boots with mitigations=off: with `-cpu max` glibc
+picks AVX2 memcpy/string paths and the kernel its speculation mitigations, all
+of which TCG emulates slowly.  Measured on the 2-core machine: test_tm_modern
+396 s against 487 s, a 256 MiB pipe copy in a guest 1.3 s against 4.7 s.  The
+guests are throw-away test machines: dropping the mitigations costs nothing
+real.  The cluster net is a UNIX-socket hub (lab/hub.py): the host never sends a packet outside 127.0.0.0/8; ssh arrives through qemu user-net
 hostfwd on 127.0.0.1 with restrict=on.
 """
 

@@ -179,14 +179,11 @@ class FrontEnd:
         wanted = {f"lv-oneimg-{image}" for image in image_ids}
         self._remove_lvs(lambda name: name in wanted or name.split("-snap-")[0] in wanted)
 
-    def cleanup_vm(self, vm_id: int) -> None:
-        """Remove what a test left of VM vm_id (LVs by exact name, its dir)."""
-        self.cleanup_vms([vm_id])
-
     def cleanup_vms(self, vm_ids) -> None:
-        """cleanup_vm for several VMs at once: one LV report, one deactivation
-        per node (in parallel), one lvremove, one rm: a handful of round trips
-        however many LVs, because the emulated lab makes each one cost."""
+        """Remove what a test left of these VMs (LVs by exact name, their modern
+        and 3.x dirs): one LV report, one deactivation per node (in parallel),
+        one lvremove, one rm however many LVs -- each round trip costs in the
+        emulated lab."""
         wanted = {str(vm_id) for vm_id in vm_ids}
         if not wanted:
             return

@@ -39,6 +39,7 @@ def cleanup(fe):
     yield
     fe.cleanup_vms(VMS)
 
+
 def run_all(fe: FrontEnd, calls: list[tuple]) -> list:
     """Start every (action, args...) at once as separate processes, wait for all."""
     running = [fe.spawn_tm(action, *args) for action, *args in calls]

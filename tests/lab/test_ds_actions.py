@@ -61,7 +61,7 @@ def test_stat_clone_and_rm(fe, lab):
     refused = ds(fe, "rm", 543, expect_ok=False, source=f"{VG}/lv-oneimg-543")
     assert "in use by VM 7701" in refused.failure_message and fe.lv("lv-oneimg-543") is not None
     fe.tm("mvds", f"{node}:{fe.disk_path(7701, 0)}", f"{VG}/lv-oneimg-543", 7701, IMAGE_DS)
-    fe.cleanup_vm(7701)
+    fe.cleanup_vms([7701])
     ds(fe, "rm", 543, source=f"{VG}/lv-oneimg-543")
     assert fe.lv("lv-oneimg-543") is None
     ds(fe, "rm", 543, source=f"{VG}/lv-oneimg-543")                  # idempotent

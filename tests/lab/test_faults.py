@@ -76,7 +76,7 @@ def neighbour(fe, lab):
           NEIGHBOUR, IMAGE_DS)
     fe.write(node, f"lv-one-{NEIGHBOUR}-0", NEIGHBOUR_DATA)
     yield node
-    fe.cleanup_vm(NEIGHBOUR)
+    fe.cleanup_vms([NEIGHBOUR])
 
 
 # ----------------------------------------------------------------- helpers

@@ -53,8 +53,6 @@ def fe(lab, tmp_path_factory):
     frontend.image(BIG, size=256)
     yield frontend
     frontend.cleanup_vms((7601, 7602, 7603, CLONED, MIGRATED))
-    for node in lab.node_names:
-        frontend.cluster.lvm(node).deactivate(VG, "lv-oneimg-531")
     frontend.remove_image_lvs([530, 531, BIG, IMPORTED])
     frontend.close()
 
