@@ -5,8 +5,8 @@ Before node2's qemu is killed (a power cut, no clean shutdown):
   * VM 7601 (a clone and a volatile disk) and 7602 (a persistent image) run
     on node2, VM 7603 on node3 -- for the boot activation case;
   * VM 7721 is live-migrating from node2 to node3: premigrate has run;
-  * a 256 MiB datastore import (`cp`) copies on node2;
-  * a 256 MiB TM `clone` for VM 7720 copies on node2.
+  * a 512 MiB datastore import (`cp`) copies on node2;
+  * a 512 MiB TM `clone` for VM 7720 copies on node2.
 Right after the power cut postmigrate of 7721 runs (the VM already runs on
 node3).  Then node2 boots again.  Each test checks one case's outcome and,
 where the issue asks for it, that the same action succeeds afterwards.
@@ -27,8 +27,9 @@ from lab.vmlab import VG, kill_pid
 
 pytestmark = pytest.mark.disruptive     # crashes a node: runs last (conftest)
 
-BIG = 620                                # 256 MiB image cloned on node2 when it dies
-BIG_DATA = pattern(BIG, 256 * MiB)
+BIG = 620                                # 512 MiB image cloned on node2 when it dies
+BIG_SIZE = 512                           # MiB: the copies must outlast the polling of a
+BIG_DATA = pattern(BIG, BIG_SIZE * MiB)  # busy node2 (256 MiB raced with qemu64 guests)
 IMPORTED = 586                           # image imported on node2 when it dies
 CLONED, MIGRATED = 7720, 7721
 
@@ -49,8 +50,8 @@ def fe(lab, tmp_path_factory):
     frontend.files = tmp_path_factory.mktemp("crash-uploads")
     frontend.make_image_lv(530, 16, pattern(30, 2 * MiB))
     frontend.make_image_lv(531, 16, pattern(31, 2 * MiB))
-    frontend.make_image_lv(BIG, 256, BIG_DATA)
-    frontend.image(BIG, size=256)
+    frontend.make_image_lv(BIG, BIG_SIZE, BIG_DATA)
+    frontend.image(BIG, size=BIG_SIZE)
     yield frontend
     frontend.cleanup_vms((7601, 7602, 7603, CLONED, MIGRATED))
     frontend.remove_image_lvs([530, 531, BIG, IMPORTED])
@@ -82,7 +83,7 @@ def crash(fe, lab):
     assert sorted(fe.active_on(f"lv-one-{MIGRATED}-0")) == sorted([victim, other])
     # two copies in flight on node2
     upload = fe.files / "big.raw"
-    upload.write_bytes(pattern(60, 256 * MiB))          # no zeroes: every byte travels
+    upload.write_bytes(pattern(60, BIG_SIZE * MiB))          # no zeroes: every byte travels
     outcome: dict = {"victim": victim, "other": other, "migrate": (migrate_args, migrate_stdin)}
 
     def run_import():
@@ -96,7 +97,7 @@ def crash(fe, lab):
     while fe.cluster.lvm(other).lv(VG, f"lv-oneimg-{IMPORTED}") is None:   # it has begun
         assert importing.is_alive() and time.monotonic() < deadline, outcome
         time.sleep(0.5)
-    fe.vm(CLONED, [{"image_id": BIG, "size": 256}], host=victim)
+    fe.vm(CLONED, [{"image_id": BIG, "size": BIG_SIZE}], host=victim)
     cloning = fe.spawn_tm("clone", *clone_args(fe, CLONED, victim, BIG))
     wait_copying(lab, victim, f"lv-one-{CLONED}-0", cloning)
     time.sleep(1)
@@ -126,9 +127,9 @@ def test_clone_mid_copy_undone_from_another_host(fe, lab, crash):
     assert f"undone: remove {VG}/{lv}" in result.stderr, result.stderr
     assert lv not in crash["survivors"]
     assert fe.active_on(f"lv-oneimg-{BIG}") == []
-    fe.vm(CLONED, [{"image_id": BIG, "size": 256}], host=other)
+    fe.vm(CLONED, [{"image_id": BIG, "size": BIG_SIZE}], host=other)
     fe.tm("clone", *clone_args(fe, CLONED, other, BIG))
-    assert_deployed(fe, CLONED, other, 256 * MiB, digest(BIG_DATA))
+    assert_deployed(fe, CLONED, other, BIG_SIZE * MiB, digest(BIG_DATA))
 
 
 def test_import_mid_copy_undone_from_another_host(fe, lab, crash):
