@@ -48,10 +48,49 @@ def remote_pids(lab, node: str, needle: str) -> list[str]:
     return result.stdout.split()
 
 
-def wait_copying(lab, node: str, lv: str, running, timeout: float = 180) -> None:
-    """Until qemu-img copies into `lv` on `node` (the action is mid-copy)."""
-    deadline = time.monotonic() + timeout
-    while not remote_pids(lab, node, f"qemu-img convert .*/{lv}$"):
-        assert running.running(), running.wait(5).stderr
-        assert time.monotonic() < deadline, "the copy did not start"
-        time.sleep(0.2)
+# Stops the copy on the node the moment it starts (SIGSTOP), so a test acts
+# "mid-copy" whatever the copy's speed: polling over ssh from the management
+# node missed whole 9 s copies on a busy TCG guest.  The pattern reaches the
+# watcher as an argument after "sh -c", and is anchored with ^, so pgrep never
+# matches the watcher itself.
+_FREEZE_WATCHER = """
+pattern=$1 pidfile=$2 end=$(( $(date +%s) + $3 ))
+rm -f "$pidfile"
+while [ "$(date +%s)" -lt "$end" ]; do
+    pid=$(pgrep -f -- "$pattern" | head -n 1)
+    if [ -n "$pid" ]; then kill -STOP "$pid" && echo "$pid" > "$pidfile"; exit 0; fi
+    sleep 0.05
+done
+"""
+
+
+class CopyFreeze:
+    """Start before the action: freezes the first `qemu-img convert` into `lv`
+    on `node`; `wait` returns once it is frozen mid-copy, `release` lets it go
+    on (SIGCONT), so the action then behaves as it would have."""
+
+    def __init__(self, lab, node: str, lv: str, timeout: float = 300):
+        self.lab, self.node, self.timeout = lab, node, timeout
+        # the qemu-img process itself, not a shell or sudo around it
+        self.pattern = f"^(\\S*/)?qemu-img convert .*/{lv}$"
+        self.pidfile = f"/run/faultkit-freeze-{lv}.pid"
+        self.pid: str | None = None
+        lab.sh(node, 'nohup sh -c "$1" sh "$2" "$3" "$4" </dev/null >/dev/null 2>&1 &',
+               _FREEZE_WATCHER, self.pattern, self.pidfile, str(int(timeout)))
+
+    def wait(self, running) -> str:
+        """Until the copy is frozen; fails if the action ends first."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            pid = self.lab.sh(self.node, 'cat "$1" 2>/dev/null || true', self.pidfile).stdout.strip()
+            if pid:
+                self.pid = pid
+                return pid
+            assert running.running(), running.wait(5).stderr
+            assert time.monotonic() < deadline, "the copy did not start"
+            time.sleep(0.2)
+
+    def release(self) -> None:
+        if self.pid:
+            self.lab.sh(self.node, 'kill -CONT "$1" 2>/dev/null; rm -f "$2"', self.pid, self.pidfile)
+            self.pid = None

@@ -26,8 +26,8 @@ import time
 import pytest
 
 from fakeoned import datastore_doc, driver_action_b64
-from faultkit import (assert_deployed, assert_gone, clone_args, one_line, remote_pids,
-                      wait_copying)
+from faultkit import (CopyFreeze, assert_deployed, assert_gone, clone_args, one_line,
+                      remote_pids)
 from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
 from lab.vmlab import GFS2_LV, GFS2_MOUNT, VG
 from one_gfs2clvm.errors import LockContention
@@ -199,11 +199,12 @@ def test_sigkill_mid_copy_then_rerun(fe, vm_ids, lab, neighbour, big_image):
     guard = Untouched(fe, [vm_id], [BIG])
     fe.vm(vm_id, [{"image_id": BIG, "size": 256}], host=node)
     args = clone_args(fe, vm_id, node, BIG)
+    freeze = CopyFreeze(lab, node, lv)
     running = fe.spawn_tm("clone", *args)
-    wait_copying(lab, node, lv, running)
-    time.sleep(1)
+    freeze.wait(running)
     running.kill(signal.SIGKILL)
     killed = running.wait(60)
+    freeze.release()                 # the orphaned copy goes on as it would have
     assert killed.exit_code == -signal.SIGKILL, killed.stderr
     fe.tm("clone", *args)
     assert_deployed(fe, vm_id, node, BIG_SIZE, big_image)
@@ -486,9 +487,12 @@ def test_concurrent_delete_and_clone_of_the_same_vm(fe, vm_ids, lab, neighbour,
     args = clone_args(fe, vm_id, node, BIG)
     disk = f"{node}:{fe.disk_path(vm_id, 0)}"
     guard = Untouched(fe, [vm_id])
+    freeze = CopyFreeze(lab, node, lv)
     cloning = fe.spawn_tm("clone", *args)
-    wait_copying(lab, node, lv, cloning)
+    freeze.wait(cloning)
     deleting = fe.spawn_tm("delete", disk, vm_id, IMAGE_DS)
+    time.sleep(2)                    # the delete is under way (or queued) mid-copy
+    freeze.release()
     results = {"clone": cloning.wait(), "delete": deleting.wait()}
     for name, result in results.items():
         if not result.success:

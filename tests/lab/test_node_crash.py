@@ -21,7 +21,7 @@ import pytest
 
 import oneclient
 from fakeoned import datastore_doc, driver_action_b64, image_doc
-from faultkit import assert_deployed, clone_args, one_line, wait_copying
+from faultkit import CopyFreeze, assert_deployed, clone_args, one_line
 from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
 from lab.vmlab import VG, kill_pid
 
@@ -98,9 +98,9 @@ def crash(fe, lab):
         assert importing.is_alive() and time.monotonic() < deadline, outcome
         time.sleep(0.5)
     fe.vm(CLONED, [{"image_id": BIG, "size": BIG_SIZE}], host=victim)
+    freeze = CopyFreeze(lab, victim, f"lv-one-{CLONED}-0")   # held mid-copy till the power cut
     cloning = fe.spawn_tm("clone", *clone_args(fe, CLONED, victim, BIG))
-    wait_copying(lab, victim, f"lv-one-{CLONED}-0", cloning)
-    time.sleep(1)
+    freeze.wait(cloning)
     assert importing.is_alive(), "the import finished before the crash: make it bigger"
     node = next(n for n in lab.members if n.name == victim)
     try:
