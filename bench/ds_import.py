@@ -27,17 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "lab")]
-
-from lab.vmlab import VG, lab_session  # noqa: E402
+from lab.vmlab import VG, lab_session
 
 MiB = 1 << 20
 IMAGE = 4950
 
 
 def make_file(path: Path, size_mib: int, zero_share: float) -> bytes:
-    from frontend import pattern
+    from testkit.frontend import pattern
     chunks = []
     zero_every = round(1 / zero_share) if zero_share > 0 else 0
     for index in range(size_mib // 4):
@@ -49,9 +46,9 @@ def make_file(path: Path, size_mib: int, zero_share: float) -> bytes:
 
 
 def main() -> int:
-    import oneclient
-    from fakeoned import datastore_doc, driver_action_b64, image_doc
-    from frontend import IMAGE_DS, FrontEnd
+    from testkit import oneclient
+    from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
+    from testkit.frontend import IMAGE_DS, FrontEnd
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)

@@ -20,10 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "lab")]
-
-from lab.vmlab import VG, lab_session  # noqa: E402
+from lab.vmlab import VG, lab_session
 
 MiB = 1 << 20
 VM = 4900
@@ -36,7 +33,7 @@ def timed(function) -> float:
 
 
 def main() -> int:
-    from frontend import FE, IMAGE_DS, FrontEnd, pattern
+    from testkit.frontend import FE, IMAGE_DS, FrontEnd, pattern
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)

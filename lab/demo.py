@@ -5,8 +5,8 @@ saveas, terminate, image delete.
 
 This host plays the front-end: the driver is installed with its own
 installer into a scratch root, oned is the test suite's schema-validated
-stand-in (tests/fakeoned.py; oned itself cannot run here), and every action
-runs through tests/oneclient.py exactly as one_tm.rb runs it.  After each
+stand-in (testkit/fakeoned.py; oned itself cannot run here), and every action
+runs through testkit/oneclient.py exactly as one_tm.rb runs it.  After each
 step the workers are asked what is true (activation per node, bytes).
 """
 
@@ -20,10 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent / "tests" / "lab")]
-
-from lab.vmlab import VG, lab_session  # noqa: E402
+from lab.vmlab import VG, lab_session
 
 VM, IMAGE, SAVED = 4242, 4242, 4243
 MiB = 1 << 20
@@ -63,7 +60,7 @@ def image_bytes_ok(fe, node, image, data, digest) -> bool:
 
 
 def main(keep: bool = False) -> int:
-    from frontend import FE, IMAGE_DS, SYSTEM_DS, FrontEnd, digest, pattern
+    from testkit.frontend import FE, IMAGE_DS, SYSTEM_DS, FrontEnd, digest, pattern
     steps = Steps()
     nodes = int(os.environ.get("LAB_NODES", "3"))
     lock = os.environ.get("LAB_LOCK", "dlm")

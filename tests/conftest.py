@@ -1,14 +1,10 @@
 """Shared pytest setup (keep small: others add here)."""
 
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # make one_gfs2clvm importable under plain `pytest` too
-    sys.path.insert(0, str(ROOT))
-
-from sshd_fixture import sshd  # noqa: E402,F401  (session fixture: real sshd on 127.0.0.1)
-from fakeoned import fake_oned  # noqa: E402,F401  (function fixture: stand-in oned XML-RPC)
+# pytest.ini's `pythonpath = .` makes one_gfs2clvm, testkit and lab importable
+from testkit.sshd import sshd  # noqa: F401  (session fixture: real sshd on 127.0.0.1)
+from testkit.fakeoned import fake_oned  # noqa: F401  (function fixture: stand-in oned XML-RPC)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from frontend import FE, IMAGE_DS, FrontEnd
+from testkit.frontend import FE, IMAGE_DS, FrontEnd
 from lab.vmlab import VG
 from one_gfs2clvm.names import lv_device_path
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
+from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
 from lab.vmlab import VG
 from one_gfs2clvm.names import lv_device_path
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-import oneclient
-from fakeoned import datastore_doc, driver_action_b64, image_doc
-from frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
+from testkit import oneclient
+from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
+from testkit.frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
 from lab.vmlab import VG
 
 

@@ -14,9 +14,9 @@ import shlex
 import pytest
 from lxml import etree
 
-import oneclient
-from fakeoned import datastore_doc, driver_action_b64, image_doc
-from frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
+from testkit import oneclient
+from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
+from testkit.frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
 from lab.vmlab import VG
 from one_gfs2clvm.names import lv_device_path
 from one_gfs2clvm.opennebula.datastore import snapshots_of

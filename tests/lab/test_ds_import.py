@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
+from testkit.frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
 from lab.vmlab import VG
 
 IMAGES = range(570, 590)

@@ -25,10 +25,10 @@ import time
 
 import pytest
 
-from fakeoned import datastore_doc, driver_action_b64
+from testkit.fakeoned import datastore_doc, driver_action_b64
 from faultkit import (CopyFreeze, assert_deployed, assert_gone, clone_args, one_line,
                       remote_pids)
-from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
+from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
 from lab.vmlab import GFS2_LV, GFS2_MOUNT, VG
 from one_gfs2clvm.errors import LockContention
 from one_gfs2clvm.locking import lock_path

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import oneclient
-from frontend import FE, MiB, FrontEnd, digest, pattern
+from testkit import oneclient
+from testkit.frontend import FE, MiB, FrontEnd, digest, pattern
 from lab.vmlab import VG
 
 IMAGES = range(590, 596)

@@ -19,10 +19,10 @@ import time
 
 import pytest
 
-import oneclient
-from fakeoned import datastore_doc, driver_action_b64, image_doc
+from testkit import oneclient
+from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
 from faultkit import CopyFreeze, assert_deployed, clone_args, one_line
-from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
+from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
 from lab.vmlab import VG, kill_pid
 
 pytestmark = pytest.mark.disruptive     # crashes a node: runs last (conftest)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
+from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
 from lab.vmlab import VG
 from one_gfs2clvm.names import lv_device_path
 
@@ -192,8 +192,8 @@ def test_resize_grows_the_lv(fe, vm_ids, lab):
 
 
 def test_monitor_reports_the_vg(fe, lab):
-    import oneclient
-    from fakeoned import datastore_doc, driver_action_b64
+    from testkit import oneclient
+    from testkit.fakeoned import datastore_doc, driver_action_b64
     payload = driver_action_b64(datastore=datastore_doc(
         SYSTEM_DS, type=1, template={"BRIDGE_LIST": " ".join(lab.node_names), "VG_NAME": VG}))
     result = fe.tm("monitor", SYSTEM_DS, stdin=payload)

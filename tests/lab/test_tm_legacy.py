@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend import FE, MiB, FrontEnd, digest, pattern
+from testkit.frontend import FE, MiB, FrontEnd, digest, pattern
 from lab.vmlab import VG
 from one_gfs2clvm.names import lv_device_path
 

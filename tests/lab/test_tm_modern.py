@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
+from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
 from lab.vmlab import VG
 from one_gfs2clvm.errors import LockContention
 from one_gfs2clvm.names import lv_device_path

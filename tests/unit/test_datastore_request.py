@@ -2,7 +2,7 @@
 
 import pytest
 
-from fakeoned import datastore_doc, driver_action_b64, image_doc
+from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
 from one_gfs2clvm.config import parse
 from one_gfs2clvm.errors import InvalidArgument
 from one_gfs2clvm.opennebula.datastore import request

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from fakeoned import datastore_doc, driver_action_b64, image_doc
+from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
 from one_gfs2clvm.cluster import Cluster
 from one_gfs2clvm.config import parse
 from one_gfs2clvm.errors import (ConfigError, DriverError, InvalidArgument, LockContention,

@@ -2,7 +2,7 @@
 
 Every TM action of both layouts (argv as oned writes it) and every datastore /
 3.x image action (argv + DS_DRIVER_ACTION_DATA fields) runs in-process through
-runtime.run, with tests/recording.py's recording worker in place of SSH and a
+runtime.run, with testkit/recording.py's recording worker in place of SSH and a
 fake oned.  Generated arguments mix real-looking values with hostile ones.
 For every generated case this file checks:
 
@@ -48,8 +48,8 @@ from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from fakeoned import datastore_doc, image_doc, user_doc, vm_doc
-from recording import FakeApi, GiB, MiB, RecordingWorker, installed, run_action
+from testkit.fakeoned import datastore_doc, image_doc, user_doc, vm_doc
+from testkit.recording import FakeApi, GiB, MiB, RecordingWorker, installed, run_action
 from one_gfs2clvm import config as config_module
 from one_gfs2clvm.errors import DriverError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from fakeoned import datastore_doc, driver_action_b64, image_doc
+from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
 from one_gfs2clvm.cli import main as cli
 from one_gfs2clvm.config import parse
 from one_gfs2clvm.errors import InvalidArgument

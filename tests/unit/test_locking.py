@@ -14,22 +14,19 @@ from one_gfs2clvm.config import Config
 from one_gfs2clvm.errors import ConfigError, InvalidArgument, LockTimeout
 from one_gfs2clvm.locking import lock_path, vg_lock
 
-REPO = str(Path(__file__).resolve().parents[2])
-
 # A separate process that takes the lock, says "locked", and holds it until
 # its stdin is closed (or exits with 5 on LockTimeout).
 CHILD = """
 import sys
-sys.path.insert(0, sys.argv[1])
 from one_gfs2clvm.config import Config
 from one_gfs2clvm.errors import LockTimeout
 from one_gfs2clvm.locking import vg_lock
-config = Config(volume_groups=("vg_one", "vg_two"), lock_dir=sys.argv[2],
-                lock_timeout=float(sys.argv[3]))
+config = Config(volume_groups=("vg_one", "vg_two"), lock_dir=sys.argv[1],
+                lock_timeout=float(sys.argv[2]))
 try:
     with vg_lock(config, "vg_one"):
         print("locked", flush=True)
-        if sys.argv[4] == "hold":
+        if sys.argv[3] == "hold":
             sys.stdin.read()
 except LockTimeout as exc:
     print(exc, flush=True)
@@ -44,7 +41,7 @@ def make_config(lock_dir, timeout=0.5) -> Config:
 
 def child(lock_dir, timeout: float, hold: bool) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, REPO, str(lock_dir), str(timeout),
+        [sys.executable, "-c", CHILD, str(lock_dir), str(timeout),
          "hold" if hold else "release"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 

@@ -1,4 +1,4 @@
-"""The OpenNebula-protocol test client (tests/oneclient.py) against throwaway scripts."""
+"""The OpenNebula-protocol test client (testkit/oneclient.py) against throwaway scripts."""
 
 import base64
 import json
@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import oneclient  # noqa: E402
-from oneclient import (NotRepresentable, parse_tm3_conf, read_rc, run_ds,  # noqa: E402
-                       run_tm, run_tm3, run_transfer, run_transfer_file, shellwords_escape)
+from testkit import oneclient
+from testkit.oneclient import (NotRepresentable, parse_tm3_conf, read_rc, run_ds,
+                               run_tm, run_tm3, run_transfer, run_transfer_file, shellwords_escape)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import fakeoned as fo
+from testkit import fakeoned as fo
 from one_gfs2clvm import config, install
 from one_gfs2clvm.errors import InvalidArgument
 from one_gfs2clvm.opennebula import datastore as ds_actions

@@ -1,4 +1,4 @@
-"""opennebula/api.py against the stand-in oned (tests/fakeoned.py), and the
+"""opennebula/api.py against the stand-in oned (testkit/fakeoned.py), and the
 stand-in's own guarantees (schema-valid documents, oned-like answers)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import xmlrpc.client
 import pytest
 from lxml import etree
 
-import fakeoned as fo
+from testkit import fakeoned as fo
 from one_gfs2clvm.errors import DriverError, InvalidArgument
 from one_gfs2clvm.opennebula import xml as onexml
 from one_gfs2clvm.opennebula.api import (NO_EXISTS, CachedApi, OneApi, OpenNebulaError,

@@ -1,4 +1,4 @@
-"""opennebula/xml.py on schema-valid documents built by tests/fakeoned.py."""
+"""opennebula/xml.py on schema-valid documents built by testkit/fakeoned.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-import fakeoned as fo
+from testkit import fakeoned as fo
 from one_gfs2clvm.errors import InvalidArgument
 from one_gfs2clvm.opennebula import xml as onexml
 from one_gfs2clvm.opennebula.xml import (LCM_STATES, Permissions, may_use, parse_datastore,

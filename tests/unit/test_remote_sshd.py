@@ -1,4 +1,4 @@
-"""one_gfs2clvm.remote against a real sshd on 127.0.0.1 (see tests/sshd_fixture.py)."""
+"""one_gfs2clvm.remote against a real sshd on 127.0.0.1 (see testkit/sshd.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from one_gfs2clvm import remote
 from one_gfs2clvm.config import HostAddress
 from one_gfs2clvm.errors import ConnectError, HostKeyError, RemoteCommandFailed, RemoteTimeout
 from one_gfs2clvm.remote import CommandResult, Pipe, Remote, ShellFragment, get_remote
-from sshd_fixture import free_port
+from testkit.sshd import free_port
 
 HOST = "worker1"
 ROOT = Path(__file__).resolve().parents[2]

@@ -494,7 +494,7 @@ def _stages(step) -> tuple[str, list[tuple[str, ...]]]:
 class FakeApi:
     """The four documents an action may ask oned for, kept as parsed xml.py objects.
 
-    Documents are XML text (use tests/fakeoned.py's vm_doc, image_doc,
+    Documents are XML text (use testkit/fakeoned.py's vm_doc, image_doc,
     datastore_doc, user_doc) and are parsed with one_gfs2clvm.opennebula.xml
     when added, like api.XmlRpcApi does with oned's answers.  An unknown id
     is oned's NO_EXISTS error (OpenNebulaError, code 0x400).  `vm_default`

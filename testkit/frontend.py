@@ -1,8 +1,8 @@
 """This host as an OpenNebula front-end driving the lab's workers.
 
 The driver is installed with its own installer into a scratch root, oned is
-the schema-validated stand-in (tests/fakeoned.py: oned cannot run here), and
-actions run through tests/oneclient.py exactly as OpenNebula's TM driver
+the schema-validated stand-in (testkit/fakeoned.py: oned cannot run here), and
+actions run through testkit/oneclient.py exactly as OpenNebula's TM driver
 runs them (argv, cwd, closed stdin, environment, stderr -> error message).
 """
 
@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fakeoned import FakeOned, datastore_doc, image_doc, vm_doc
+from testkit.fakeoned import FakeOned, datastore_doc, image_doc, vm_doc
 from lab.vmlab import VG
 from one_gfs2clvm import config as config_mod
 from one_gfs2clvm.cluster import Cluster
 from one_gfs2clvm.names import lv_device_path
-import oneclient
+from testkit import oneclient
 
 MiB = 1 << 20
 SYSTEM_DS, IMAGE_DS = 0, 100
@@ -82,7 +82,7 @@ class FrontEnd:
            ds_template=None, **image):
         """A datastore action as one_datastore.rb runs it (stdin base64 + id) for
         image `image_id` (image_doc keywords) in the image datastore."""
-        from fakeoned import driver_action_b64
+        from testkit.fakeoned import driver_action_b64
         image.setdefault("source", "")             # before cp, oned has no SOURCE yet
         payload = driver_action_b64(
             image=image_doc(image_id, template=template, **image),
