@@ -23,8 +23,8 @@ from .names import check_host, check_lv, check_tag, check_vg
 from .remote import CommandResult  # cheap: paramiko is imported only on connect
 from .errors import (ActivationError, HelperRefused, InvalidArgument, LockContention,
                      LockManagerDown, LvmError, NotFound)
-from .nodehelper import (EXIT_REFUSED, LV_LOCKED_RE, NOT_FOUND_RE, TRANSIENT_LOCK_RE,
-                         Refused, lvm_argv)
+from .nodehelper import (ACTIVATION_FLAGS, EXIT_REFUSED, LV_LOCKED_RE, NOT_FOUND_RE,
+                         TRANSIENT_LOCK_RE, Refused, lvm_argv)
 
 # --- reports -----------------------------------------------------------------
 
@@ -186,26 +186,18 @@ def parse_vgs_json(text: str) -> list[VolumeGroup]:
 
 # --- activation policy -------------------------------------------------------------
 
-INTENTS = ("exclusive", "shared", "off")
-_FLAGS = {
-    # lvmlockd: 'e'/'s' pick the lock mode; shared is for live migration only.
-    "lvmlockd": {"exclusive": "ey", "shared": "sy", "off": "n"},
-    # clvmd: plain 'y' activates on every node of the cluster.
-    "clvmd": {"exclusive": "ey", "shared": "y", "off": "n"},
-    # no cluster locking: there is nothing to be exclusive against.
-    "none": {"exclusive": "y", "shared": "y", "off": "n"},
-}
+INTENTS = ("exclusive", "shared", "off", "read", "release")
 
 
 class ActivationPolicy:
     def __init__(self, lock_mode: str):
-        if lock_mode not in _FLAGS:
+        if lock_mode not in ACTIVATION_FLAGS:
             raise InvalidArgument(f"unknown lock mode {lock_mode!r}")
         self.lock_mode = lock_mode
 
     def flag(self, intent: str) -> str:
         try:
-            return _FLAGS[self.lock_mode][intent]
+            return ACTIVATION_FLAGS[self.lock_mode][intent]
         except KeyError:
             raise InvalidArgument(f"invalid activation intent {intent!r}: expected "
                                   f"{', '.join(INTENTS)}") from None

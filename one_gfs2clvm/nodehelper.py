@@ -69,6 +69,18 @@ WAIT_RE = re.compile(r"^[0-9]{1,4}$")
 # Every pattern above is applied with fullmatch(): `$` alone also matches
 # before a trailing newline, which would let "lv-one-1-0\n" through.
 ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n", "ln")
+# The one table from an activation intent to `lvchange -a` flags, per lock
+# mode (the driver's ActivationPolicy and boot activation both read it):
+#   exclusive / shared: a VM's use (shared only for live migration or
+#     read-only disks; clvmd's plain 'y' activates on every node);
+#   off: deactivate;
+#   read / release: a copy source read on ONE host without excluding the
+#     others, and undoing that on this host only (clvmd's -an is cluster-wide).
+ACTIVATION_FLAGS = {
+    "lvmlockd": {"exclusive": "ey", "shared": "sy", "off": "n", "read": "sy", "release": "n"},
+    "clvmd": {"exclusive": "ey", "shared": "y", "off": "n", "read": "ly", "release": "ln"},
+    "none": {"exclusive": "y", "shared": "y", "off": "n", "read": "y", "release": "n"},
+}
 
 REPORT_OPTIONS = ["--reportformat", "json", "--units", "b", "--nosuffix"]
 LV_FIELDS = ("lv_name,vg_name,lv_uuid,lv_size,lv_attr,lv_active,lv_active_locally,"
@@ -295,8 +307,8 @@ def boot_activate(config, vgs, run=None, host_names=None, wait=0.0, clock=time.m
                 lines.append("%s/%s: already active" % (vg, lv["lv_name"]))
                 continue
             shared = len(uses) > 1 or READONLY_TAG in tags
-            mode = {"lvmlockd": "sy" if shared else "ey", "clvmd": "y" if shared else "ey",
-                    "none": "y"}.get(config["lock_mode"], "ey")
+            flags = ACTIVATION_FLAGS.get(config["lock_mode"], ACTIVATION_FLAGS["lvmlockd"])
+            mode = flags["shared" if shared else "exclusive"]
             result = run(lvm_argv("activate", [vg, lv["lv_name"], mode], config["vgs"]))
             if result.returncode == 0:
                 lines.append("%s/%s: activated (-a%s)" % (vg, lv["lv_name"], mode))

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import struct
 import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from .errors import InvalidArgument
+from .qemuimg import SUPPORTED_FORMATS
 
 CHUNK = 4 << 20
 _ZEROES = bytes(CHUNK)
-SUPPORTED_FORMATS = ("raw", "qcow2", "vmdk", "vdi")
 
 
 # ----------------------------------------------------------------- formats
@@ -64,34 +63,6 @@ def header_virtual_size(header: bytes, fmt: str) -> int | None:
     except struct.error:
         return None
     return None
-
-
-def check_image_info(info: dict, path: str) -> tuple[str, int]:
-    """(format, virtual size) from `qemu-img info --output json`, refusing what
-    could make qemu-img read files other than this one: backing files,
-    external data files, multi-file VMDKs."""
-    fmt = str(info.get("format", ""))
-    if fmt not in SUPPORTED_FORMATS:
-        raise InvalidArgument(f"{path}: unsupported image format {fmt or '?'} "
-                              f"(supported: {', '.join(SUPPORTED_FORMATS)})")
-    if info.get("backing-filename") or info.get("full-backing-filename"):
-        raise InvalidArgument(f"{path}: has a backing file ({info.get('backing-filename')}); "
-                              f"import a standalone image (qemu-img convert it first)")
-    specific = (info.get("format-specific") or {}).get("data") or {}
-    if fmt == "qcow2" and specific.get("data-file"):
-        raise InvalidArgument(f"{path}: qcow2 with an external data file is not supported")
-    if fmt == "vmdk":
-        create_type = specific.get("create-type", "")
-        if create_type not in ("monolithicSparse", "streamOptimized"):
-            raise InvalidArgument(f"{path}: VMDK type {create_type or '?'} refers to other "
-                                  f"files; only monolithicSparse/streamOptimized are imported")
-    try:
-        size = int(info["virtual-size"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidArgument(f"{path}: qemu-img reports no virtual size") from None
-    if size <= 0:
-        raise InvalidArgument(f"{path}: the image is empty")
-    return fmt, size
 
 
 def check_restricted(path: str, restricted: list[str], safe: list[str]) -> None:
@@ -142,24 +113,6 @@ class Progress:
         line = self.line() + f" in {self.clock() - self.started:.1f} s"
         self.log(line)
         return line
-
-
-class QemuImgProgress:
-    """Feeds `qemu-img convert -p` output ("    (12.50/100%)\r") into a Progress."""
-
-    _PERCENT = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self._tail = b""
-
-    def __call__(self, data: bytes) -> None:
-        text = self._tail + data
-        found = self._PERCENT.findall(text)
-        self._tail = text[-32:]
-        if found and self.progress.total:
-            share = min(float(found[-1]), 100.0) / 100.0
-            self.progress.update(int(self.progress.total * share))
 
 
 # ----------------------------------------------------------------- checksums

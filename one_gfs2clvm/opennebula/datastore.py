@@ -11,59 +11,30 @@ datastore's VG (template VG_NAME, else the first configured VG); SOURCE is
 
 from __future__ import annotations
 
-import sys
+import re
+from dataclasses import dataclass
 
-from ..errors import InvalidArgument, LockContention, NotFound
-from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_lv_name, parse_source, shown
+from ..errors import DriverError, InvalidArgument, NotFound
+from ..names import IsoxSource, LvSource, check_host, image_lv, parse_lv_name, parse_source, shown
+from ..volumes.copies import Read, copy_to_new_volume, restore
+from ..volumes.ops import (INCOMPLETE_TAG, MiB, Disks, Volume, check_snapshot, image_volume,
+                           made_tag, mkfs_command, refuse_if_used, snapshot_volume,
+                           snapshots_of, writers, zero_and_remove)
 from . import paths, runtime
-from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, made_tag
+from .args import action_bridges, action_vg, driver_action, reply
 from .runtime import Action
-from .tm import _mkfs_command, _parent_of, copy_to_new_volume
-
-
-def request(action: Action, argv: list[str]):
-    """(object id, DriverAction) from either calling convention."""
-    from .xml import parse_driver_action
-    if len(argv) == 1:
-        payload, obj = action.stdin, argv[0]
-    elif len(argv) == 2:
-        payload, obj = argv[0].encode(), argv[1]
-    else:
-        raise InvalidArgument(f"usage: {action.name} ID (base64 XML on stdin), "
-                              f"or {action.name} BASE64_XML ID")
-    obj_id = parse_id(obj, "id")
-    if not payload.strip():
-        raise InvalidArgument(f"{action.name}: no DS_DRIVER_ACTION_DATA on stdin")
-    return obj_id, parse_driver_action(payload.strip())
-
-
-def _vg(action: Action, data) -> str:
-    ds = data.datastore
-    if ds is None:
-        raise InvalidArgument("DS_DRIVER_ACTION_DATA has no DATASTORE")
-    return action.config.check_vg(ds.vg_name or action.config.default_vg)
-
-
-def _bridge(action: Action, data) -> list[str]:
-    ds = data.datastore
-    return (ds.bridge_list if ds is not None else []) or list(action.config.bridge_hosts)
-
-
-def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def mkfs(action: Action, argv: list[str]) -> None:
-    image_id, data = request(action, argv)
+    image_id, data = driver_action(action, argv)
     image = data.image
     if image is None or not image.size_mb:
         raise InvalidArgument("mkfs: the IMAGE has no SIZE")
     fs = "" if image.format == "save_as" else (image.fs or "")
-    volume = Volume(_vg(action, data), image_lv(image_id))
-    make_datablock(action, volume, image.size_mb, fs, _bridge(action, data),
+    volume = Volume(action_vg(action.config, data), image_lv(image_id))
+    make_datablock(action, volume, image.size_mb, fs, action_bridges(action.config, data),
                    made_tag("mkfs", image))
-    _out(f"{volume.vg}/{volume.lv}")
+    reply(f"{volume.vg}/{volume.lv}")
 
 
 def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
@@ -71,7 +42,7 @@ def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
     """A new image LV of size_mb, formatted as `fs` ('' = raw), tagged `made`;
     idempotent, and never adopts an LV another action made (made_tag)."""
     if fs:
-        _mkfs_command(fs, volume.device)             # checks the filesystem type
+        mkfs_command(fs, volume.device)             # checks the filesystem type
     if size_mb <= 0:
         raise InvalidArgument(f"invalid size {size_mb} MB")
     disks = Disks(action)
@@ -88,7 +59,7 @@ def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
             if action.config.zero_on_create:
                 steps.append(disks.zero_command(volume.device))
             if fs:
-                steps.append(_mkfs_command(fs, volume.device))
+                steps.append(mkfs_command(fs, volume.device))
             steps.append(action.cluster.helper("activate", volume.vg, volume.lv, "n"))
             action.cluster.run_steps(host, steps)
         disks.retag(host, volume, drop=[INCOMPLETE_TAG])
@@ -97,10 +68,10 @@ def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
 
 
 def rm(action: Action, argv: list[str]) -> None:
-    image_id, data = request(action, argv)
+    image_id, data = driver_action(action, argv)
     image = data.image
     remove_image(action, image_id, image.source if image is not None else "",
-                 _bridge(action, data), paths.datastore_dir(action.config, _ds_id(data)))
+                 action_bridges(action.config, data), paths.datastore_dir(action.config, _ds_id(data)))
 
 
 def _ds_id(data) -> int:
@@ -135,24 +106,11 @@ def remove_image(action: Action, image_id: int, source_text: str, bridges: list[
 
     def on(host: str) -> None:
         report = {lv.name: lv for lv in action.cluster.lvm(host).lvs(volume.vg)}
-        lv = report.get(volume.lv)
-        if lv is None:
+        if volume.lv not in report:
             action.log(f"{volume} already gone")
             return
-        users = disks.uses(lv)
-        if users:
-            raise LockContention(f"{volume} is in use by VM {users[0].vm_id} on "
-                                 f"{users[0].host}: not removing it")
-        if lv.open_locally:
-            raise LockContention(f"{volume} is in use on {host} (open): not zeroing or removing it")
-        base = parse_lv_name(volume.lv)
-        snapshots = [Volume(volume.vg, name) for name in report if _parent_of(name) == base]
-        if action.config.zero_on_delete:
-            action.cluster.run_steps(host, [
-                action.cluster.helper("activate", volume.vg, volume.lv,
-                                      action.cluster.lvm(host).policy.flag("exclusive")),
-                disks.zero_command(volume.device)])
-        disks.remove(host, *snapshots, volume, present=True)
+        refuse_if_used(volume, disks.uses(report[volume.lv]), "removing it")
+        zero_and_remove(disks, host, volume, report)
     action.cluster.on_bridge(on, bridges)
 
 
@@ -177,12 +135,12 @@ def stat(action: Action, argv: list[str]) -> None:
     MB; what oned needs for the quota) or that it does not exist; no bytes,
     names or tags.  `cp` checks the image owner's rights (MANAGE on the VM,
     USE on the image) before it copies anything."""
-    _, data = request(action, argv)
+    _, data = driver_action(action, argv)
     if data.image is None or not data.image.path:
         raise InvalidArgument("stat: the IMAGE has no PATH")
     from .imports import Import
     job = Import.from_driver_action(action, 0, data)
-    _out(str(-(-job.source_size() // MiB)))
+    reply(str(-(-job.source_size() // MiB)))
 
 
 def cp(action: Action, argv: list[str]) -> None:
@@ -192,11 +150,11 @@ def cp(action: Action, argv: list[str]) -> None:
 
 
 def clone(action: Action, argv: list[str]) -> None:
-    image_id, data = request(action, argv)
+    image_id, data = driver_action(action, argv)
     if data.image is None or not data.image.path:
         raise InvalidArgument("clone: the IMAGE has no PATH (the source image's SOURCE)")
     source = image_volume(action.config, parse_source(data.image.path), "clone")
-    target = Volume(_vg(action, data), image_lv(image_id))
+    target = Volume(action_vg(action.config, data), image_lv(image_id))
     made = made_tag("clone", data.image)
     disks = Disks(action)
 
@@ -208,16 +166,16 @@ def clone(action: Action, argv: list[str]) -> None:
             action.log(f"{target} already exists")
             return
         copy_to_new_volume(action, disks, host, source, known[source], target, [made])
-    action.cluster.on_bridge(on, _bridge(action, data))
-    _out(f"{target.vg}/{target.lv} raw")
+    action.cluster.on_bridge(on, action_bridges(action.config, data))
+    reply(f"{target.vg}/{target.lv} raw")
 
 
 def monitor(action: Action, argv: list[str]) -> None:
-    _, data = request(action, argv)
-    vg = _vg(action, data)
+    _, data = driver_action(action, argv)
+    vg = action_vg(action.config, data)
     timeout = min(30.0, action.config.ssh.command_timeout)
     group = action.cluster.on_bridge(lambda h: action.cluster.lvm(h, timeout).vgs(vg),
-                                     _bridge(action, data))
+                                     action_bridges(action.config, data))
     total, free = group.size_bytes // MiB, group.free_bytes // MiB
     print(f"USED_MB={total - free}\nFREE_MB={free}\nTOTAL_MB={total}")
 
@@ -225,21 +183,7 @@ def monitor(action: Action, argv: list[str]) -> None:
 # ----------------------------------------------------------------- image snapshots, export
 #
 # An image's snapshots are the LVs the TM's snap_create makes for a persistent
-# image disk: full copies `<image LV>-snap-<id>` in the image's VG, named only
-# through LvName.snapshot and found again only by the exact parent test
-# (_parent_of), so `lv-oneimg-5-snap-1` is never confused with `...-snap-10`
-# or with a snapshot of `lv-oneimg-51`.  The VM-disk snapshot of a persistent
-# image and the image's own snapshot are the same LV.
-# (This section's imports stay with it: the module header is edited elsewhere.)
-
-import re  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from ..errors import DriverError  # noqa: E402
-from ..lvm import LogicalVolume  # noqa: E402
-from ..names import Use, check_host, parse_use_tag  # noqa: E402
-from ..nodehelper import READONLY_TAG  # noqa: E402
-from .tm import _read_flag, _release_flag  # noqa: E402
+# image disk (volumes.ops: snapshot_volume, snapshots_of).
 
 _MD5_RE = re.compile(r"[0-9a-f]{32}")
 
@@ -257,7 +201,7 @@ class ImageRequest:
 def image_request(action: Action, argv: list[str], snapshot: bool = False) -> ImageRequest:
     """Parse an image action's input (both calling conventions); `snapshot`: the
     action needs IMAGE/TARGET_SNAPSHOT."""
-    image_id, data = request(action, argv)
+    image_id, data = driver_action(action, argv)
     image = data.image
     if image is None:
         raise InvalidArgument(f"{action.name}: DS_DRIVER_ACTION_DATA has no IMAGE")
@@ -266,97 +210,13 @@ def image_request(action: Action, argv: list[str], snapshot: bool = False) -> Im
         raise InvalidArgument(f"{action.name}: image {image_id}'s SOURCE is not its own LV "
                               f"<vg>/{image_lv(image_id)}: {shown(image.source)}")
     volume = Volume(action.config.check_vg(source.vg), source.lv)
-    bridges = tuple(_bridge(action, data))
+    bridges = tuple(action_bridges(action.config, data))
     if not snapshot:
         return ImageRequest(image_id, volume, bridges)
     snap_id = image.target_snapshot
     if snap_id is None or snap_id < 0:
         raise InvalidArgument(f"{action.name}: IMAGE {image_id} has no TARGET_SNAPSHOT")
     return ImageRequest(image_id, volume, bridges, snap_id, snapshot_volume(volume, snap_id))
-
-
-def snapshot_volume(image: Volume, snap_id: int) -> Volume:
-    """The LV of snapshot `snap_id` of `image` (the TM's snap_create name)."""
-    return Volume(image.vg, parse_lv_name(image.lv).snapshot(snap_id))
-
-
-def snapshots_of(image: Volume, names) -> list[Volume]:
-    """The snapshot LVs of `image` among LV `names` (exact parent match), by id."""
-    base = parse_lv_name(image.lv)
-    mine = [name for name in names if _parent_of(name) == base]
-    return [Volume(image.vg, name)
-            for name in sorted(mine, key=lambda name: parse_lv_name(name).snap_id)]
-
-
-def writers(lv: LogicalVolume) -> list[Use]:
-    """VM disks that may be writing `lv`: its use tags, unless the LV carries the
-    read-only mark (every attachment was READONLY; see Disks.set_use)."""
-    if READONLY_TAG in lv.tags:
-        return []
-    return [use for use in map(parse_use_tag, lv.tags) if use]
-
-
-def _refuse_if_used(volume: Volume, users: list[Use], doing: str) -> None:
-    if users:
-        raise LockContention(f"{volume} is in use by VM {users[0].vm_id} on "
-                             f"{users[0].host}: not {doing}")
-
-
-def _check_snapshot(snapshot: Volume, lv: LogicalVolume | None) -> None:
-    if lv is None:
-        raise NotFound(f"snapshot {snapshot} does not exist")
-    if INCOMPLETE_TAG in lv.tags:
-        raise NotFound(f"snapshot {snapshot} is incomplete (its copy was interrupted)")
-
-
-def _restore(action: Action, disks: Disks, host: str, image: Volume, image_lv: LogicalVolume,
-             snapshot: Volume, snap_lv: LogicalVolume) -> None:
-    """Make every byte of `image` read as `snapshot`, in one remote script on
-    `host`: read-activate the snapshot, activate the image exclusively, zero the
-    image's tail beyond the snapshot's size (an image grown after the snapshot),
-    copy (zero runs written as write-zeroes: the image is not known zero), then
-    release both.  Both are released also when a step fails.  An image smaller
-    than its snapshot is grown first."""
-    cluster = action.cluster
-    image_size = image_lv.size_bytes
-    if snap_lv.size_bytes > image_size:
-        with cluster.locked(image.vg):
-            cluster.lvm(host).extend(image.vg, image.lv, snap_lv.size_bytes)
-        image_size = snap_lv.size_bytes
-        action.log(f"grew {image} to {image_size // MiB} MiB (the size of {snapshot})")
-    steps, release = [], []
-    if not snap_lv.active_locally:
-        steps.append(cluster.helper("activate", snapshot.vg, snapshot.lv, _read_flag(action)))
-        release.append(cluster.helper("activate", snapshot.vg, snapshot.lv,
-                                      _release_flag(action)))
-    steps.append(cluster.helper("activate", image.vg, image.lv,
-                                cluster.lvm(host).policy.flag("exclusive")))
-    release.append(cluster.helper("activate", image.vg, image.lv, "n"))
-    if image_size > snap_lv.size_bytes:
-        steps.append(disks.zero_command(image.device, snap_lv.size_bytes,
-                                        image_size - snap_lv.size_bytes))
-    steps.append(disks.copy_command(snapshot.device, image.device, "raw", target_is_zero=False))
-    _run_reading(action, host, snapshot, steps, release)
-    action.log(f"{image} now holds the data of {snapshot}")
-
-
-def _run_reading(action: Action, host: str, source: Volume, steps: list, release: list):
-    """Run steps + release as one script while `source` is read on `host`; on a
-    failure run `release` alone (best effort) and re-raise.  The per-host read
-    lock is the one clones take (tm._copy_into), so no other action's release
-    deactivates `source` under this read."""
-    from ..locking import named_lock
-    with named_lock(action.config, f"read-{source.device.replace('/', '_')}@{host}"):
-        try:
-            return action.cluster.run_steps(host, steps + release)
-        except Exception:
-            if release:
-                try:
-                    action.cluster.run_steps(host, release)
-                except Exception as exc:  # keep the first error; say what stayed
-                    detail = exc.one_line() if isinstance(exc, DriverError) else repr(exc)
-                    action.log(f"could not release {source} on {host}: {detail}")
-            raise
 
 
 def snap_delete(action: Action, argv: list[str]) -> None:
@@ -386,9 +246,9 @@ def snap_revert(action: Action, argv: list[str]) -> None:
         image_lv = known.get(req.volume)
         if image_lv is None:
             raise NotFound(f"image LV {req.volume} does not exist")
-        _refuse_if_used(req.volume, disks.uses(image_lv), "reverting it")
-        _check_snapshot(req.snapshot, known.get(req.snapshot))
-        _restore(action, disks, host, req.volume, image_lv, req.snapshot, known[req.snapshot])
+        refuse_if_used(req.volume, disks.uses(image_lv), "reverting it")
+        check_snapshot(req.snapshot, known.get(req.snapshot))
+        restore(action, disks, host, req.volume, image_lv, req.snapshot, known[req.snapshot])
     action.cluster.on_bridge(on, req.bridges)
 
 
@@ -419,7 +279,7 @@ def snap_flatten(action: Action, argv: list[str]) -> None:
         image_lv = report.get(req.volume.lv)
         if image_lv is None:
             raise NotFound(f"image LV {req.volume} does not exist")
-        _refuse_if_used(req.volume, disks.uses(image_lv), "flattening it")
+        refuse_if_used(req.volume, disks.uses(image_lv), "flattening it")
         others = [s for s in snapshots_of(req.volume, report) if s != req.snapshot]
         target = report.get(req.snapshot.lv)
         if target is None:
@@ -429,8 +289,8 @@ def snap_flatten(action: Action, argv: list[str]) -> None:
             action.log(f"{req.snapshot} and every other snapshot of {req.volume} are gone: "
                        f"flattened already")
             return
-        _check_snapshot(req.snapshot, target)
-        _restore(action, disks, host, req.volume, image_lv, req.snapshot, target)
+        check_snapshot(req.snapshot, target)
+        restore(action, disks, host, req.volume, image_lv, req.snapshot, target)
         disks.remove(host, *others, req.snapshot, present=True)
     action.cluster.on_bridge(on, req.bridges)
 
@@ -534,10 +394,10 @@ def export(action: Action, argv: list[str]) -> None:
     <gfs2_mount>/datastores/<ds id>); read-activate the LV (shared); `qemu-img
     convert -q -f raw -O raw -t none <device> <file>.part` (a sparse raw copy);
     `md5sum` of it; release the LV; `mv -f` the .part to `<dir>/.export-<image
-    id>.raw`.  So the file appears only when everything else succeeded.  When
-    a step fails, the LV is released and the .part removed (each best effort,
-    separately), under the same per-host read lock clones take
-    (tm._copy_into).  An LV already active there (a read-only VM on that
+    id>-<token>.raw` (export_file).  So the file appears only when everything
+    else succeeded.  When a step fails, the LV is released and the .part
+    removed (each best effort, separately); the LV is read through
+    volumes.copies.Read like every copy source.  An LV already active there (a read-only VM on that
     host) is read as it is and left active.  Refused (LockContention) while a
     VM that may write the image uses it: a checksum or copy of a disk being
     written is inconsistent.  A VM that is merely powered off still counts
@@ -551,7 +411,7 @@ def export(action: Action, argv: list[str]) -> None:
     the same image overwrites the same file.
     """
     req = image_request(action, argv)
-    _, data = request(action, argv)        # image_request keeps only the image's part
+    _, data = driver_action(action, argv)        # image_request keeps only the image's part
     target = export_file(action, data, req.image_id)
     disks = Disks(action)
     volume = req.volume
@@ -563,48 +423,33 @@ def export(action: Action, argv: list[str]) -> None:
             raise NotFound(f"image LV {volume} does not exist")
         if INCOMPLETE_TAG in lv.tags:
             raise NotFound(f"image LV {volume} is incomplete (a copy into it was interrupted)")
-        _refuse_if_used(volume, writers(lv),
+        refuse_if_used(volume, writers(lv),
                         "exporting it (a copy of a disk a VM may write is inconsistent)")
         md5 = _export_on(action, host, volume, lv.active_locally, target)
         return host, source, dispose, md5, lv.size_bytes
     host, source, dispose, md5, size_bytes = action.cluster.on_bridge(on, req.bridges)
     action.log(f"{volume}: exported to {host}:{target}, md5 {md5}, {size_bytes} bytes")
-    _out(import_info_xml(source, md5, -(-size_bytes // MiB), dispose))
+    reply(import_info_xml(source, md5, -(-size_bytes // MiB), dispose))
 
 
-def export_steps(action: Action, volume: Volume, active_here: bool,
-                 target: str) -> tuple[list, list]:
-    """(the export script, the cleanup run alone when it fails) for `export`."""
+def export_steps(read: Read, target: str) -> tuple[list, list]:
+    """(the export script, the cleanup run step by step when it fails) for
+    `export`, reading the image through `read`."""
     import posixpath
-    helper, part = action.cluster.helper, f"{target}.part"
-    activate, release = [], []
-    if not active_here:
-        activate.append(helper("activate", volume.vg, volume.lv, _read_flag(action)))
-        release.append(helper("activate", volume.vg, volume.lv, _release_flag(action)))
-    steps = ([["mkdir", "-p", posixpath.dirname(target)]] + activate
-             + [["qemu-img", "convert", "-q", "-f", "raw", "-O", "raw", "-t", "none",
-                 volume.device, part],
-                ["md5sum", part]]
-             + release + [["mv", "-f", part, target]])
-    return steps, release + [["rm", "-f", part]]
+    from ..qemuimg import convert_argv
+    part = f"{target}.part"
+    steps = ([["mkdir", "-p", posixpath.dirname(target)]] + read.activate
+             + [convert_argv(read.volume.device, part, into_device=False), ["md5sum", part]]
+             + read.release + [["mv", "-f", part, target]])
+    return steps, [["rm", "-f", part]]
 
 
 def _export_on(action: Action, host: str, volume: Volume, active_here: bool,
                target: str) -> str:
     """Run export_steps on `host`; the MD5 of the export file."""
-    from ..locking import named_lock
-    steps, cleanup = export_steps(action, volume, active_here, target)
-    with named_lock(action.config, f"read-{volume.device.replace('/', '_')}@{host}"):
-        try:
-            result = action.cluster.run_steps(host, steps)
-        except Exception:
-            for step in cleanup:          # one by one: a failed release still removes
-                try:
-                    action.cluster.run_steps(host, [step])
-                except Exception as exc:  # keep the first error; say what stayed
-                    detail = exc.one_line() if isinstance(exc, DriverError) else repr(exc)
-                    action.log(f"export cleanup on {host} failed: {detail}")
-            raise
+    read = Read(action, host, volume, active_here)
+    steps, cleanup = export_steps(read, target)
+    result = read.run(steps, cleanup=cleanup)
     return parse_md5sum(result.stdout, f"{target}.part")
 
 
@@ -613,10 +458,6 @@ ACTIONS = {"cp": cp, "mkfs": mkfs, "rm": rm, "stat": stat, "clone": clone, "moni
            "snap_flatten": snap_flatten, "export": export}
 
 
-def main(name: str, argv: list[str]) -> int:
-    function = ACTIONS.get(name)
-    if function is None:
-        sys.stderr.write(f"gfs2clvm: datastore action {name!r} is not implemented yet\n")
-        return 2
-    stdin = runtime.read_stdin() if len(argv) == 1 else None
-    return runtime.run(f"datastore {name}", function, argv, stdin=stdin)
+# 6.8+: the payload on stdin, the id the only argument; older: both as argv
+main = runtime.FrontDoor("datastore action", ACTIONS, label="datastore {}",
+                         stdin=lambda name, argv: len(argv) == 1).main

@@ -22,18 +22,20 @@ from __future__ import annotations
 import sys
 
 from ..errors import InvalidArgument, NotFound
-from ..names import IsoxSource, LvSource, image_lv, parse_source
+from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_source
 from ..streaming import Checksums
+from ..volumes.copies import copy_to_new_volume
+from ..volumes.ops import MiB, Disks, Volume, made_tag
 from . import paths, runtime
+from .args import expect
 from .datastore import make_datablock, remove_image
-from .disks import MiB, Disks, Volume, made_tag
 from .imports import DEFAULT_RESTRICTED, DEFAULT_SAFE, Import
 from .runtime import Action
-from .tm import _args, _int, copy_to_new_volume, linked_volume
+from .tm import linked_volume
 
 
 def _image_id(action: Action, text: str, repeated: str) -> int:
-    image_id = _int(text, "image id")
+    image_id = parse_id(text, "image id")
     if repeated and repeated != text:
         raise InvalidArgument(f"image id given twice and different: {text} {repeated}")
     return image_id
@@ -49,7 +51,7 @@ def _reply(source: str, size_bytes: int) -> None:
 
 
 def cp3(action: Action, argv: list[str]) -> None:
-    path, id_arg, again = _args(argv, 2, "cp PATH ID", optional=1)
+    path, id_arg, again = expect(argv, 2, "cp PATH ID", optional=1)
     image_id = _image_id(action, id_arg, again)
     source = parse_source(path)
     owner = None
@@ -70,9 +72,9 @@ def cp3(action: Action, argv: list[str]) -> None:
 
 
 def mkfs3(action: Action, argv: list[str]) -> None:
-    fs, size_arg, id_arg, again = _args(argv, 3, "mkfs FSTYPE SIZE_MB ID", optional=1)
+    fs, size_arg, id_arg, again = expect(argv, 3, "mkfs FSTYPE SIZE_MB ID", optional=1)
     image_id = _image_id(action, id_arg, again)
-    size_mb = _int(size_arg, "size")
+    size_mb = parse_id(size_arg, "size")
     volume = Volume(action.config.default_vg, image_lv(image_id))
     make_datablock(action, volume, size_mb, "" if fs in ("raw", "-", "") else fs,
                    _bridges(action), made_tag("mkfs"))
@@ -80,7 +82,7 @@ def mkfs3(action: Action, argv: list[str]) -> None:
 
 
 def mv3(action: Action, argv: list[str]) -> None:
-    src, dst, id_arg, again = _args(argv, 3, "mv SRC DST|- ID", optional=1)
+    src, dst, id_arg, again = expect(argv, 3, "mv SRC DST|- ID", optional=1)
     image_id = _image_id(action, id_arg, again)
     # SRC names a VM disk; the link read is the host-side one that path derives
     vm_id, disk_id = paths.disk_path3(action.config, src)
@@ -124,7 +126,7 @@ def mv3(action: Action, argv: list[str]) -> None:
 
 
 def rm3(action: Action, argv: list[str]) -> None:
-    source, id_arg, again = _args(argv, 2, "rm SOURCE ID", optional=1)
+    source, id_arg, again = expect(argv, 2, "rm SOURCE ID", optional=1)
     remove_image(action, _image_id(action, id_arg, again), source, _bridges(action),
                  paths.images_dir3(action.config))
 
@@ -132,9 +134,4 @@ def rm3(action: Action, argv: list[str]) -> None:
 COMMANDS = {"cp": cp3, "mkfs": mkfs3, "mv": mv3, "rm": rm3}
 
 
-def main(name: str, argv: list[str]) -> int:
-    function = COMMANDS.get(name)
-    if function is None:
-        sys.stderr.write(f"gfs2clvm: unknown 3.x image action {name!r}\n")
-        return 2
-    return runtime.run(f"image {name}", function, argv, legacy=True)
+main = runtime.FrontDoor("3.x image action", COMMANDS, label="image {}", legacy=True).main

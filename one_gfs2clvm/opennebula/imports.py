@@ -33,11 +33,13 @@ import urllib.request
 from ..errors import DriverError, InvalidArgument, NotFound
 from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, VolSource,
                      image_lv, parse_source)
-from ..streaming import (Checksums, Framer, Progress, QemuImgProgress, check_restricted,
-                         file_segments, header_virtual_size, receiver_step, sniff_format,
-                         stream_segments)
-from .disks import INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, made_tag
+from ..qemuimg import ConvertProgress
+from ..streaming import (Checksums, Framer, Progress, check_restricted, file_segments,
+                         header_virtual_size, receiver_step, sniff_format, stream_segments)
+from ..volumes.copies import copy_to_new_volume
+from ..volumes.ops import INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, made_tag
 from . import paths
+from .args import action_bridges, action_vg, driver_action, reply
 from .runtime import Action
 
 HEADER_BYTES = 64 << 10
@@ -74,7 +76,6 @@ class Import:
 
     @classmethod
     def from_driver_action(cls, action: Action, image_id: int, data) -> "Import":
-        from .datastore import _bridge, _vg
         image, datastore = data.image, data.datastore
         ds_value = datastore.template_value if datastore is not None else (lambda name: None)
         restricted, safe = ds_value("RESTRICTED_DIRS"), ds_value("SAFE_DIRS")
@@ -82,7 +83,8 @@ class Import:
         if ds_id is None:
             raise InvalidArgument(f"{action.name}: DS_DRIVER_ACTION_DATA names no datastore")
         base = paths.datastore_dir(action.config, ds_id)
-        return cls(action, image_id, image.path, _vg(action, data), _bridge(action, data), base,
+        return cls(action, image_id, image.path, action_vg(action.config, data),
+                   action_bridges(action.config, data), base,
                    Checksums(image.template_value("MD5"), image.template_value("SHA1")),
                    restricted.split() if restricted is not None else DEFAULT_RESTRICTED,
                    safe.split() if safe is not None else DEFAULT_SAFE, owner=image)
@@ -314,14 +316,13 @@ class Import:
             path, self.target.device, fmt, self.disks.target_is_zero(), progress=True)]
         progress = Progress(self.log, f"conversion of {path} ({fmt})", size,
                             callback=self.progress_callback)
-        self.action.cluster.run_steps(self.host, steps, on_stdout=QemuImgProgress(progress))
+        self.action.cluster.run_steps(self.host, steps, on_stdout=ConvertProgress(progress))
         progress.update(size)
         progress.finish()
         self._finish_target()
 
     # -- lvm:// and vol:// ----------------------------------------------------------
     def _from_volume(self, source) -> None:
-        from .tm import _holder, copy_to_new_volume
         from .xml import may_use_object, vm_is_quiescent
         if self.owner is None:
             raise InvalidArgument(f"{self.path}: lvm:// and vol:// sources are imported "
@@ -344,7 +345,7 @@ class Import:
             raise InvalidArgument(f"image {self.image_id}: its owner {self.owner.uname} "
                                   f"(uid {self.owner.uid}) may not {right} {what}: refusing "
                                   f"to copy it")
-        copy_host = _holder(self.disks, self.host, volume) or self.host
+        copy_host = self.disks.holder(self.host, volume) or self.host
         source_lv = self.disks.lv(copy_host, volume)
         if source_lv is None:
             raise NotFound(f"{volume} does not exist")
@@ -489,12 +490,11 @@ def _download_errors(segments, url: str):
 
 
 def cp(action: Action, argv: list[str]) -> str:
-    from .datastore import _out, request
-    image_id, data = request(action, argv)
+    image_id, data = driver_action(action, argv)
     if data.image is None or not data.image.path:
         raise InvalidArgument("cp: the IMAGE has no PATH")
     line = Import.from_driver_action(action, image_id, data).run()
-    _out(line)
+    reply(line)
     return line
 
 

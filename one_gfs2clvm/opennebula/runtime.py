@@ -243,3 +243,28 @@ def read_stdin() -> bytes:
     if sys.stdin is None or sys.stdin.isatty():
         return b""
     return sys.stdin.buffer.read()
+
+
+@dataclass(frozen=True)
+class FrontDoor:
+    """One calling convention's entry point: the installed scripts call
+    `main(action name, argv)`; every front door dispatches the same way."""
+
+    kind: str                                     # "TM action", ... (for the unknown-name line)
+    actions: dict[str, Callable[[Action, list[str]], None]]
+    label: str = "{}"                             # the action's name in its lines
+    stdin: Callable[[str, list[str]], bool] = lambda name, argv: False
+    strip_stdin: bool = False
+    legacy: bool = False                          # 3.x error framing
+
+    def main(self, name: str, argv: list[str]) -> int:
+        function = self.actions.get(name)
+        if function is None:
+            sys.stderr.write(f"gfs2clvm: unknown {self.kind} {name!r}\n")
+            return 2
+        stdin = None
+        if self.stdin(name, argv):
+            stdin = read_stdin()
+            if self.strip_stdin:
+                stdin = stdin.strip()
+        return run(self.label.format(name), function, argv, stdin=stdin, legacy=self.legacy)

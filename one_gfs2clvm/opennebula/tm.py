@@ -23,65 +23,22 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-import re
 import tarfile
 
 from ..errors import DriverError, InvalidArgument, LockContention, NotFound
 from ..names import (HOST_RE, FileSource, IsoxSource, LvmSource, LvSource, UrlSource, Use,
                      VolSource, check_host, disk_id_from_path, parse_id, parse_lv_name,
-                     parse_source, vm_disk_lv)
+                     vm_disk_lv)
+from ..volumes.copies import copy_into, restore
+from ..volumes.ops import (INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, is_frontend,
+                           mkfs_command, refuse_if_open, snapshot_volume, snapshots_of,
+                           volume_of, zero_and_remove)
 from . import paths, runtime
-from .disks import (INCOMPLETE_TAG, MiB, SYSTEM_TM, Disks, Volume, image_volume, is_frontend,
-                    volume_of)
+from .args import expect, image_source, tm_source
 from .paths import DiskArg
 from .runtime import Action
 
-
-# ----------------------------------------------------------------- arguments
-
-def _args(argv: list[str], count: int, usage: str, optional: int = 0) -> list[str]:
-    if not count <= len(argv) <= count + optional:
-        raise InvalidArgument(f"usage: {usage} (got {len(argv)} arguments)")
-    return argv + [""] * (count + optional - len(argv))
-
-
-def _int(text: str, what: str) -> int:
-    """An id or size from argv: plain decimal, bounded (names.parse_id)."""
-    return parse_id(text, what)
-
-
-_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def _source(arg: str):
-    """SOURCE as oned passes it: `<fe>:<SOURCE>`, or raw when it contains ':'.
-    Schemes other than lvm://, vol://, http(s):// (file://, ...) and host parts
-    that are no host name (`-o...`) are refused."""
-    for scheme in ("lvm://", "vol://", "http://", "https://"):
-        if arg.startswith(scheme):
-            return parse_source(arg)
-    if _SCHEME_RE.match(arg):
-        raise InvalidArgument(f"refusing SOURCE {arg!r}: unsupported scheme")
-    host, sep, rest = arg.partition(":")
-    if sep and not HOST_RE.fullmatch(host):
-        raise InvalidArgument(f"refusing SOURCE {arg!r}: {host!r} is not a host name")
-    return parse_source(rest if sep else arg)
-
-
-def _image_source(action: Action, arg: str, legacy: bool = False):
-    """A clone/ln SOURCE, checked before any remote call: an image file in a
-    datastore directory or an .isox (paths.check_image_file), an image LV
-    (<vg>/lv-oneimg-<id>), lvm:// or vol://."""
-    source = _source(arg)
-    if isinstance(source, (FileSource, IsoxSource)):
-        paths.check_image_file(action.config, source.path, legacy)
-    elif isinstance(source, LvSource):
-        action.config.check_vg(source.vg)
-        if parse_lv_name(source.lv).kind != "image":
-            raise InvalidArgument(f"refusing SOURCE {arg!r}: an LV SOURCE must be an image "
-                                  f"LV <vg>/lv-oneimg-<id> (lvm://<vm>/<disk> copies a VM's "
-                                  f"disk, with its rights checked)")
-    return source
+SYSTEM_TM = "gfs2clvm"       # the TM_MAD of this driver (volatile disks belong to it)
 
 
 def _disk_arg(action: Action, text: str, vm_id: int, system_ds: int | None = None) -> DiskArg:
@@ -108,7 +65,7 @@ def disk_volume(action: Action, vm, disk_id: int, ds_id: int | None) -> Volume |
     """The LV a VM disk uses, from the VM template (None: not an LV, e.g. .isox)."""
     disk = vm.disk(disk_id)
     if disk.source and (disk.persistent or not disk.clone):
-        source = _source(disk.source)
+        source = tm_source(disk.source)
         if isinstance(source, IsoxSource):
             return None
         if isinstance(source, LvSource):
@@ -140,11 +97,11 @@ def check_may_use(action: Action, vm, what: str, owner_uid: int, owner_gid: int,
 # ----------------------------------------------------------------- clone / ln
 
 def clone(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "clone fe:SOURCE host:dir/disk.N VMID DSID")
-    vm_id = _int(vm_arg, "VM id")
-    ds_id = _int(ds_arg, "datastore id")
+    src_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "clone fe:SOURCE host:dir/disk.N VMID DSID")
+    vm_id = parse_id(vm_arg, "VM id")
+    ds_id = parse_id(ds_arg, "datastore id")
     dst = _disk_arg(action, dst_arg, vm_id)
-    source = _image_source(action, src_arg)
+    source = image_source(action.config, src_arg)
     action.bind_vm(vm_id)
     if isinstance(source, IsoxSource):
         clone_disk(action, source, dst, None, 0)
@@ -197,7 +154,7 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
     size = max(size, size_mb * MiB)
     disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag],
                  undo_hosts=list(bridge_hosts or action.config.bridge_hosts) or None)
-    _copy_into(action, disks, copy_host, copy_from, source_format, target, source_active_here,
+    copy_into(action, disks, copy_host, copy_from, source_format, target, source_active_here,
                size=size)
     if copy_host != dst.host:
         disks.deactivate(copy_host, target)
@@ -238,102 +195,24 @@ def _resolve_copy_source(action: Action, disks: Disks, vm, source, host: str,
         if other_ds is None and other.last_history is not None:
             other_ds = other.last_history.ds_id       # a volatile disk: the system DS
         volume = disk_volume(action, other, source.disk_id, other_ds)
-        return volume, "raw", _holder(disks, host, volume) or host
+        return volume, "raw", disks.holder(host, volume) or host
     if isinstance(source, VolSource):
         image = action.api.image(source.image_id)
         check_may_use(action, vm, f"image {image.id}", image.uid, image.gid, image.permissions)
-        volume = image_volume(action.config, _source(image.source), f"vol://{image.id}")
-        return volume, "raw", _holder(disks, host, volume) or host
+        volume = image_volume(action.config, tm_source(image.source), f"vol://{image.id}")
+        return volume, "raw", disks.holder(host, volume) or host
     if isinstance(source, UrlSource):
         raise InvalidArgument("clone from a URL is not supported: import it into an image "
                               "datastore first")
     raise InvalidArgument(f"unsupported clone source {source!r}")
 
 
-def _holder(disks: Disks, host: str, volume: Volume) -> str | None:
-    """The host a VM disk is in use on (its one-use tag), to copy it there."""
-    lv = disks.lv(host, volume)
-    if lv is None:
-        raise NotFound(f"{volume} does not exist")
-    uses = disks.uses(lv)
-    return uses[0].host if uses else None
-
-
-def _copy_into(action: Action, disks: Disks, host: str, source, source_format: str,
-               target: Volume, source_active_here: bool, size: int | None = None) -> None:
-    """Copy source (Volume or file) into target on `host`: one remote script that
-    activates target (and source for reading, released at its end), zeroes per
-    policy and copies; the source is released also if the copy fails.
-    `size` (bytes to copy, when known): progress lines every few seconds."""
-    from ..streaming import Progress, QemuImgProgress
-    steps = [action.cluster.helper("activate", target.vg, target.lv,
-                                   action.cluster.lvm(host).policy.flag("exclusive"))]
-    release = []
-    if isinstance(source, Volume):
-        if not source_active_here:
-            steps.append(action.cluster.helper("activate", source.vg, source.lv,
-                                               _read_flag(action)))
-            release.append(action.cluster.helper("activate", source.vg, source.lv,
-                                                 _release_flag(action)))
-        source_path = source.device
-    else:
-        source_path = source
-    if action.config.zero_on_create:
-        steps.append(disks.zero_command(target.device))
-    steps.append(disks.copy_command(source_path, target.device, source_format,
-                                    disks.target_is_zero(), progress=bool(size)))
-    progress = Progress(action.log, f"copy of {source} into {target} on {host}", size) \
-        if size else None
-    from ..locking import named_lock
-    # Two clones on one host may read the same image: its read activation is
-    # shared per host, so activate/copy/deactivate must not interleave there.
-    with named_lock(action.config, f"read-{source_path.replace('/', '_')}@{host}"):
-        try:
-            action.cluster.run_steps(host, steps + release,
-                                     on_stdout=QemuImgProgress(progress) if progress else None)
-        except Exception:
-            if release:
-                try:
-                    action.cluster.run_steps(host, release)
-                except Exception as exc:  # keep the copy's error; say what stayed
-                    action.log(f"could not release {source} on {host}: {exc}")
-            raise
-    if progress is not None:
-        progress.update(size)
-        progress.finish()
-    else:
-        action.log(f"copied {source_path} into {target} on {host}")
-
-
-def copy_to_new_volume(action: Action, disks: Disks, host: str, source: Volume, source_lv,
-                       target: Volume, tags: list[str] = (), undo_hosts=None) -> None:
-    """A new LV `target` with the bytes of `source` (whose report is source_lv),
-    copied on `host`: created incomplete, filled, released, mark dropped.
-    The caller has checked that target is absent or removed its leftover."""
-    disks.create(host, target, source_lv.size_bytes, [INCOMPLETE_TAG, *tags],
-                 undo_hosts=undo_hosts)
-    _copy_into(action, disks, host, source, "raw", target, source_lv.active_locally,
-               size=source_lv.size_bytes)
-    disks.deactivate(host, target)
-    disks.retag(host, target, drop=[INCOMPLETE_TAG])
-
-
-def _read_flag(action: Action) -> str:
-    """Activation for reading a copy source on one host without excluding others."""
-    return {"lvmlockd": "sy", "clvmd": "ly", "none": "y"}[action.config.lock_mode]
-
-
-def _release_flag(action: Action) -> str:
-    """Undo _read_flag on this host only (clvmd's plain -an is cluster-wide)."""
-    return {"lvmlockd": "n", "clvmd": "ln", "none": "n"}[action.config.lock_mode]
-
-
 def ln(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "ln fe:SOURCE host:dir/disk.N VMID DSID")
-    vm_id = _int(vm_arg, "VM id")
-    _int(ds_arg, "datastore id")
+    src_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "ln fe:SOURCE host:dir/disk.N VMID DSID")
+    vm_id = parse_id(vm_arg, "VM id")
+    parse_id(ds_arg, "datastore id")
     dst = _disk_arg(action, dst_arg, vm_id)
-    source = _image_source(action, src_arg)
+    source = image_source(action.config, src_arg)
     action.bind_vm(vm_id)
     readonly = False
     if isinstance(source, LvSource):
@@ -371,10 +250,10 @@ def link_disk(action: Action, source, dst: DiskArg, readonly: bool,
 # ----------------------------------------------------------------- volatile disks
 
 def mkimage(action: Action, argv: list[str]) -> None:
-    size_arg, fmt, dst_arg, vm_arg, ds_arg = _args(
+    size_arg, fmt, dst_arg, vm_arg, ds_arg = expect(
         argv, 5, "mkimage SIZE FORMAT host:dir/disk.N VMID DSID")
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
-    size_mb = _int(size_arg, "size")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
+    size_mb = parse_id(size_arg, "size")
     dst = _disk_arg(action, dst_arg, vm_id, ds_id)
     action.bind_vm(vm_id)
     fs = ""
@@ -385,25 +264,12 @@ def mkimage(action: Action, argv: list[str]) -> None:
 
 
 def mkswap(action: Action, argv: list[str]) -> None:
-    size_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "mkswap SIZE host:dir/disk.N VMID DSID")
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
-    size_mb = _int(size_arg, "size")
+    size_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "mkswap SIZE host:dir/disk.N VMID DSID")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
+    size_mb = parse_id(size_arg, "size")
     dst = _disk_arg(action, dst_arg, vm_id, ds_id)
     action.bind_vm(vm_id)
     make_volatile(action, size_mb, dst, datastore_vg(action, ds_id), "swap")
-
-
-_FS_RE = re.compile(r"[a-z][a-z0-9]{0,15}")
-
-
-def _mkfs_command(fs: str, device: str) -> list[str]:
-    """mkfs without questions: a reused LV may still carry an old signature.
-    The one filesystem-type rule: lower-case letters and digits (ext4, xfs)."""
-    if not isinstance(fs, str) or not _FS_RE.fullmatch(fs):
-        raise InvalidArgument(f"invalid filesystem type {fs!r}")
-    force = {"ext2": ["-F", "-q"], "ext3": ["-F", "-q"], "ext4": ["-F", "-q"],
-             "xfs": ["-f", "-q"], "btrfs": ["-f", "-q"]}.get(fs, [])
-    return [f"/sbin/mkfs.{fs}", *force, device]
 
 
 def make_volatile(action: Action, size_mb: int, dst: DiskArg, vg: str, fs: str) -> None:
@@ -411,7 +277,7 @@ def make_volatile(action: Action, size_mb: int, dst: DiskArg, vg: str, fs: str) 
     if size_mb <= 0:
         raise InvalidArgument(f"invalid size {size_mb} MB")
     if fs and fs != "swap":
-        _mkfs_command(fs, vm_disk_lv(action.vm_id, dst.disk_id))   # checks the type
+        mkfs_command(fs, vm_disk_lv(action.vm_id, dst.disk_id))   # checks the type
     disks = Disks(action)
     volume = Volume(vg, vm_disk_lv(action.vm_id, dst.disk_id))
     use = Use(action.vm_id, dst.disk_id, dst.host)
@@ -431,7 +297,7 @@ def make_volatile(action: Action, size_mb: int, dst: DiskArg, vg: str, fs: str) 
     if fs == "swap":
         steps.append(["/sbin/mkswap", volume.device])
     elif fs:
-        steps.append(_mkfs_command(fs, volume.device))
+        steps.append(mkfs_command(fs, volume.device))
     steps += [["mkdir", "-p", dst.sysdir], ["ln", "-sfn", volume.device, dst.path]]
     action.cluster.run_steps(dst.host, steps)
     disks.retag(dst.host, volume, drop=[INCOMPLETE_TAG])
@@ -444,7 +310,7 @@ def context(action: Action, argv: list[str]) -> None:
     if len(argv) < 4:
         raise InvalidArgument("usage: context FILE... host:dir/disk.N VMID DSID")
     *files, dst_arg, vm_arg, ds_arg = argv
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
     dst = _disk_arg(action, dst_arg, vm_id, ds_id)
     action.bind_vm(vm_id)
     build_context(action, files, dst)
@@ -483,8 +349,8 @@ def _context_file(spec: str) -> tuple[str, str]:
 # ----------------------------------------------------------------- mv / delete
 
 def mv(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, vm_arg, ds_arg = _args(argv, 4, "mv hostA:path hostB:path VMID DSID")
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    src_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "mv hostA:path hostB:path VMID DSID")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
     config = action.config
     if not paths.is_disk_path(dst_arg):
         # the VM directory; a migration may come from another system datastore
@@ -539,8 +405,8 @@ def _mv_dir(action: Action, disks: Disks, src, dst) -> None:
 
 
 def delete(action: Action, argv: list[str]) -> None:
-    path_arg, vm_arg, ds_arg = _args(argv, 3, "delete host:path VMID DSID")
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    path_arg, vm_arg, ds_arg = expect(argv, 3, "delete host:path VMID DSID")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
     if paths.is_disk_path(path_arg):
         target = paths.disk_arg(action.config, path_arg, vm_id)
     else:                        # the VM directory: of this VM in this system datastore
@@ -568,7 +434,7 @@ def delete_disk(action: Action, disks: Disks, host: str, path: str, disk_id: int
     if volume is not None:
         name = parse_lv_name(volume.lv)
         if name.kind == "vm_disk" and (name.vm_id, name.disk_id) == (action.vm_id, disk_id):
-            _remove_vm_disk(action, disks, host, volume)
+            remove_vm_disk(action, disks, host, volume)
         else:
             _release(action, disks, host, volume, disk_id)
     disks.unlink(host, path)
@@ -596,38 +462,20 @@ def linked_disks(disks: Disks, host: str, directory: str) -> list[tuple[int, str
     return sorted(found)
 
 
-def _remove_vm_disk(action: Action, disks: Disks, host: str, volume: Volume) -> None:
-    """Zero (per policy) and remove a VM's own disk LV and its snapshots: one VG
-    report, one zero/deactivate script, one removal script under the VG lock."""
-    base = parse_lv_name(volume.lv)
+def remove_vm_disk(action: Action, disks: Disks, host: str, volume: Volume) -> None:
+    """Zero (per policy) and remove a VM's own disk LV and its snapshots, after
+    deactivating it where the VM last ran (its use tag) if that is elsewhere."""
     report = {lv.name: lv for lv in action.cluster.lvm(host).lvs(volume.vg)}
-    snapshots = [Volume(volume.vg, name) for name in report
-                 if _parent_of(name) == base]
     lv = report.get(volume.lv)
     if lv is None:
         action.log(f"{volume} already gone")
-        disks.remove(host, *snapshots, present=True)
+        disks.remove(host, *snapshots_of(volume, report), present=True)
         return
-    if lv.open_locally:        # never zero or remove what a process still has open
-        raise LockContention(f"{volume} is in use on {host} (open by its VM or another "
-                             f"process): not zeroing or removing it")
+    refuse_if_open(host, volume, lv)
     where = next((u.host for u in disks.uses(lv) if not is_frontend(u.host)), host)
     if where != host:
         disks.deactivate(where, volume, tolerate_unreachable=True)
-    if action.config.zero_on_delete:
-        action.cluster.run_steps(host, [
-            action.cluster.helper("activate", volume.vg, volume.lv,
-                                  action.cluster.lvm(host).policy.flag("exclusive")),
-            disks.zero_command(volume.device)])
-        action.log(f"zeroed {volume}")
-    disks.remove(host, *snapshots, volume, present=True)
-
-
-def _parent_of(name: str):
-    try:
-        return parse_lv_name(name).parent
-    except InvalidArgument:
-        return None
+    zero_and_remove(disks, host, volume, report)
 
 
 def _release(action: Action, disks: Disks, host: str, volume: Volume, disk_id: int) -> None:
@@ -663,10 +511,10 @@ def _delete_dir(action: Action, disks: Disks, host: str, path: str) -> None:
 # ----------------------------------------------------------------- persistent / saveas
 
 def mvds(action: Action, argv: list[str]) -> None:
-    disk_arg, source_arg, vm_arg, ds_arg = _args(argv, 4, "mvds host:dir/disk.N SOURCE VMID DSID")
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    disk_arg, source_arg, vm_arg, ds_arg = expect(argv, 4, "mvds host:dir/disk.N SOURCE VMID DSID")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
     disk = _disk_arg(action, disk_arg, vm_id)
-    volume = image_volume(action.config, _source(source_arg), "mvds")
+    volume = image_volume(action.config, tm_source(source_arg), "mvds")
     action.bind_vm(vm_id)
     disks = Disks(action)
     host = disks.worker(disk.host, bridges(action, ds_id))
@@ -675,12 +523,12 @@ def mvds(action: Action, argv: list[str]) -> None:
 
 
 def cpds(action: Action, argv: list[str]) -> None:
-    disk_arg, source_arg, snap_arg, vm_arg, ds_arg = _args(
+    disk_arg, source_arg, snap_arg, vm_arg, ds_arg = expect(
         argv, 5, "cpds host:dir/disk.N SOURCE SNAPID VMID DSID")
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
-    snap_id = -1 if snap_arg == "-1" else _int(snap_arg, "snapshot id")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
+    snap_id = -1 if snap_arg == "-1" else parse_id(snap_arg, "snapshot id")
     disk = _disk_arg(action, disk_arg, vm_id)
-    target = image_volume(action.config, _source(source_arg), "cpds")
+    target = image_volume(action.config, tm_source(source_arg), "cpds")
     action.bind_vm(vm_id)
     disks = Disks(action)
     vm = action.api.vm(action.vm_id)
@@ -689,7 +537,7 @@ def cpds(action: Action, argv: list[str]) -> None:
     if volume is None:
         raise InvalidArgument(f"disk {disk.disk_id} of VM {vm.id} is not an LV")
     if snap_id >= 0:
-        volume = Volume(volume.vg, parse_lv_name(volume.lv).snapshot(snap_id))
+        volume = snapshot_volume(volume, snap_id)
     host = disks.worker(disk.host, bridges(action, ds_id))
     source_lv, target_lv = disks.lv(host, volume), disks.lv(host, target)
     if source_lv is None:
@@ -700,7 +548,7 @@ def cpds(action: Action, argv: list[str]) -> None:
     if target_lv.size_bytes < source_lv.size_bytes:
         with action.cluster.locked(target.vg):
             action.cluster.lvm(host).extend(target.vg, target.lv, source_lv.size_bytes)
-    _copy_into(action, disks, host, volume, "raw", target, source_lv.active_locally,
+    copy_into(action, disks, host, volume, "raw", target, source_lv.active_locally,
                size=source_lv.size_bytes)
     disks.deactivate(host, target)
     action.log(f"saved {volume} into image {target}")
@@ -721,9 +569,9 @@ def failmigrate(action: Action, argv: list[str]) -> None:
 
 
 def _migrate(action: Action, argv: list[str], phase: str) -> None:
-    src, dst, sysdir, vm_arg, ds_arg, caller = _args(
+    src, dst, sysdir, vm_arg, ds_arg, caller = expect(
         argv, 5, f"{phase} SRCHOST DSTHOST SYSDIR VMID SYSDS [CALLING_TM]", optional=1)
-    vm_id, sys_ds = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    vm_id, sys_ds = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
     src, dst = check_host(src), check_host(dst)
     for host in (src, dst):            # a live migration runs between two hosts
         if is_frontend(host):
@@ -798,10 +646,10 @@ def _dispatch_other_tms(action: Action, phase: str, tms: list[str], args: list[s
 # ----------------------------------------------------------------- resize / snapshots
 
 def resize(action: Action, argv: list[str]) -> None:
-    disk_arg, size_arg, vm_arg, ds_arg = _args(argv, 4, "resize host:dir/disk.N SIZE VMID DSID")
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    disk_arg, size_arg, vm_arg, ds_arg = expect(argv, 4, "resize host:dir/disk.N SIZE VMID DSID")
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
     disk = _disk_arg(action, disk_arg, vm_id)
-    size = _int(size_arg, "size") * MiB
+    size = parse_id(size_arg, "size") * MiB
     action.bind_vm(vm_id)
     disks = Disks(action)
     volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
@@ -829,16 +677,16 @@ def resize(action: Action, argv: list[str]) -> None:
 
 
 def _snapshot_args(action: Action, argv: list[str], usage: str):
-    disk_arg, snap_arg, vm_arg, ds_arg = _args(argv, 4, usage)
-    vm_id, ds_id = _int(vm_arg, "VM id"), _int(ds_arg, "datastore id")
+    disk_arg, snap_arg, vm_arg, ds_arg = expect(argv, 4, usage)
+    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
     disk = _disk_arg(action, disk_arg, vm_id)
-    snap_id = _int(snap_arg, "snapshot id")
+    snap_id = parse_id(snap_arg, "snapshot id")
     action.bind_vm(vm_id)
     disks = Disks(action)
     volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
     if volume is None:
         raise InvalidArgument("this disk is not an LV: no snapshots")
-    snapshot = Volume(volume.vg, parse_lv_name(volume.lv).snapshot(snap_id))
+    snapshot = snapshot_volume(volume, snap_id)
     return disks, disks.worker(disk.host, bridges(action, ds_id)), volume, snapshot
 
 
@@ -855,7 +703,7 @@ def snap_create(action: Action, argv: list[str]) -> None:
     if source is None:
         raise NotFound(f"{volume} does not exist")
     disks.create(host, snapshot, source.size_bytes, [INCOMPLETE_TAG])
-    _copy_into(action, disks, host, volume, "raw", snapshot, source.active_locally,
+    copy_into(action, disks, host, volume, "raw", snapshot, source.active_locally,
                size=source.size_bytes)
     disks.deactivate(host, snapshot)
     disks.retag(host, snapshot, drop=[INCOMPLETE_TAG])
@@ -869,34 +717,24 @@ def snap_delete(action: Action, argv: list[str]) -> None:
 
 
 def snap_revert(action: Action, argv: list[str]) -> None:
+    """The disk's bytes become the snapshot's (its tail zeroed if the disk grew
+    after the snapshot); the disk stays active where it was."""
     disks, host, volume, snapshot = _snapshot_args(
         action, argv, "snap_revert host:dir/disk.N SNAPID VMID DSID")
-    snap_lv = disks.lv(host, snapshot)
+    known = disks.lvs(host, [volume, snapshot])
+    snap_lv = known.get(snapshot)
     if snap_lv is None or INCOMPLETE_TAG in snap_lv.tags:
         raise NotFound(f"snapshot {snapshot} does not exist")
-    # every byte is overwritten: the disk is not known to be zero
-    steps = [action.cluster.helper("activate", snapshot.vg, snapshot.lv, _read_flag(action)),
-             action.cluster.helper("activate", volume.vg, volume.lv,
-                                   action.cluster.lvm(host).policy.flag("exclusive")),
-             disks.copy_command(snapshot.device, volume.device, "raw", target_is_zero=False)]
-    release = [action.cluster.helper("activate", snapshot.vg, snapshot.lv,
-                                     _release_flag(action))]
-    try:
-        action.cluster.run_steps(host, steps + release)
-    except Exception:
-        try:                   # the snapshot must not stay read-active on this host
-            action.cluster.run_steps(host, release)
-        except Exception as exc:  # keep the revert's error; say what stayed
-            action.log(f"could not release {snapshot} on {host}: {exc}")
-        raise
-    action.log(f"{volume} reverted to {snapshot}")
+    if volume not in known:
+        raise NotFound(f"{volume} does not exist")
+    restore(action, disks, host, volume, known[volume], snapshot, snap_lv, keep_active=True)
 
 
 # ----------------------------------------------------------------- monitor
 
 def monitor(action: Action, argv: list[str]) -> None:
-    (ds_arg,) = _args(argv, 1, "monitor DSID")
-    ds_id = _int(ds_arg, "datastore id")
+    (ds_arg,) = expect(argv, 1, "monitor DSID")
+    ds_id = parse_id(ds_arg, "datastore id")
     from .xml import parse_driver_action
     data = parse_driver_action(action.stdin.decode("ascii", "replace")) if action.stdin else None
     ds = data.datastore if data is not None and data.datastore is not None else \
@@ -918,14 +756,9 @@ ACTIONS = {
     "snap_create": snap_create, "snap_delete": snap_delete, "snap_revert": snap_revert,
     "monitor": monitor,
 }
-_READS_STDIN = {"premigrate", "postmigrate", "failmigrate", "monitor"}
 
 
-def main(name: str, argv: list[str]) -> int:
-    function = ACTIONS.get(name)
-    if function is None:
-        import sys
-        sys.stderr.write(f"gfs2clvm: unknown TM action {name!r}\n")
-        return 2
-    stdin = runtime.read_stdin().strip() if name in _READS_STDIN else None
-    return runtime.run(name, function, argv, stdin=stdin)
+main = runtime.FrontDoor(
+    "TM action", ACTIONS,
+    stdin=lambda name, argv: name in {"premigrate", "postmigrate", "failmigrate", "monitor"},
+    strip_stdin=True).main

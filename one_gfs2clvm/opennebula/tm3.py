@@ -17,15 +17,16 @@ GFS2 (the truth about what the VM uses) plus the VM's own LVs by exact name.
 
 from __future__ import annotations
 
-
 from ..errors import InvalidArgument
 from ..names import HostPath, parse_lv_name
 from . import paths, runtime
-from .disks import Disks, Volume, is_frontend
+from ..names import parse_id
+from ..volumes.ops import Disks, Volume, is_frontend
+from .args import expect, image_source
 from .paths import DiskArg
 from .runtime import Action
-from .tm import (_args, _image_source, _int, _remove_vm_disk, build_context, clone_disk,
-                 delete_disk, link_disk, linked_disks, make_volatile, move_disk)
+from .tm import (build_context, clone_disk, delete_disk, link_disk, linked_disks,
+                 make_volatile, move_disk, remove_vm_disk)
 
 
 def _disk(action: Action, arg: str) -> DiskArg:
@@ -40,30 +41,30 @@ def _disk(action: Action, arg: str) -> DiskArg:
 
 
 def clone3(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, size_arg = _args(argv, 2, "tm_clone.sh fe:SOURCE host:dir/disk.N [SIZE]",
+    src_arg, dst_arg, size_arg = expect(argv, 2, "tm_clone.sh fe:SOURCE host:dir/disk.N [SIZE]",
                                        optional=1)
-    size_mb = _int(size_arg, "size") if size_arg else 0
+    size_mb = parse_id(size_arg, "size") if size_arg else 0
     dst = _disk(action, dst_arg)
-    clone_disk(action, _image_source(action, src_arg, legacy=True), dst,
+    clone_disk(action, image_source(action.config, src_arg, legacy=True), dst,
                action.config.default_vg, size_mb, legacy=True)
 
 
 def ln3(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg = _args(argv, 2, "tm_ln.sh fe:SOURCE host:dir/disk.N")
+    src_arg, dst_arg = expect(argv, 2, "tm_ln.sh fe:SOURCE host:dir/disk.N")
     dst = _disk(action, dst_arg)
-    link_disk(action, _image_source(action, src_arg, legacy=True), dst, readonly=False,
+    link_disk(action, image_source(action.config, src_arg, legacy=True), dst, readonly=False,
               legacy=True)
 
 
 def mkswap3(action: Action, argv: list[str]) -> None:
-    size_arg, dst_arg = _args(argv, 2, "tm_mkswap.sh SIZE host:dir/disk.N")
-    size_mb = _int(size_arg, "size")
+    size_arg, dst_arg = expect(argv, 2, "tm_mkswap.sh SIZE host:dir/disk.N")
+    size_mb = parse_id(size_arg, "size")
     make_volatile(action, size_mb, _disk(action, dst_arg), action.config.default_vg, "swap")
 
 
 def mkimage3(action: Action, argv: list[str]) -> None:
-    size_arg, fs, dst_arg = _args(argv, 3, "tm_mkimage.sh SIZE FSTYPE host:dir/disk.N")
-    size_mb = _int(size_arg, "size")
+    size_arg, fs, dst_arg = expect(argv, 3, "tm_mkimage.sh SIZE FSTYPE host:dir/disk.N")
+    size_mb = parse_id(size_arg, "size")
     make_volatile(action, size_mb, _disk(action, dst_arg), action.config.default_vg,
                   "" if fs in ("raw", "-") else fs)
 
@@ -76,7 +77,7 @@ def context3(action: Action, argv: list[str]) -> None:
 
 
 def mv3(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg = _args(argv, 2, "tm_mv.sh hostA:path hostB:path")
+    src_arg, dst_arg = expect(argv, 2, "tm_mv.sh hostA:path hostB:path")
     config = action.config
     if paths.is_disk_path(src_arg):
         src = paths.disk_arg3(config, src_arg, "source disk")
@@ -108,7 +109,7 @@ def mv3(action: Action, argv: list[str]) -> None:
 
 
 def delete3(action: Action, argv: list[str]) -> None:
-    (path_arg,) = _args(argv, 1, "tm_delete.sh host:/var/lib/one/<vid>/images")
+    (path_arg,) = expect(argv, 1, "tm_delete.sh host:/var/lib/one/<vid>/images")
     if paths.is_disk_path(path_arg):
         disk = _disk(action, path_arg)
         disks = Disks(action)
@@ -134,7 +135,7 @@ def delete3(action: Action, argv: list[str]) -> None:
         except InvalidArgument:
             continue
         if name.kind == "vm_disk" and name.vm_id == action.vm_id:
-            _remove_vm_disk(action, disks, host, Volume(vg, lv.name))
+            remove_vm_disk(action, disks, host, Volume(vg, lv.name))
     action.cluster.run_steps(host, action.cluster.mount_check() + [["rm", "-rf", target.path]])
     action.log(f"removed {target.path}")
 
@@ -143,10 +144,4 @@ COMMANDS = {"clone": clone3, "ln": ln3, "mkswap": mkswap3, "mkimage": mkimage3, 
             "delete": delete3, "context": context3}
 
 
-def main(name: str, argv: list[str]) -> int:
-    function = COMMANDS.get(name)
-    if function is None:
-        import sys
-        sys.stderr.write(f"gfs2clvm: unknown 3.x TM command {name!r}\n")
-        return 2
-    return runtime.run(f"tm_{name}", function, argv, legacy=True)
+main = runtime.FrontDoor("3.x TM command", COMMANDS, label="tm_{}", legacy=True).main

@@ -20,7 +20,7 @@ from testkit.frontend import FE, IMAGE_DS, MiB, FrontEnd, digest, pattern
 from lab.vmlab import VG
 from one_gfs2clvm.names import lv_device_path
 from one_gfs2clvm.opennebula.datastore import snapshots_of
-from one_gfs2clvm.opennebula.disks import Volume
+from one_gfs2clvm.volumes.ops import Volume
 
 IMAGES = range(560, 570)
 

@@ -5,7 +5,7 @@ import pytest
 from testkit.fakeoned import datastore_doc, driver_action_b64, image_doc
 from one_gfs2clvm.config import parse
 from one_gfs2clvm.errors import InvalidArgument
-from one_gfs2clvm.opennebula.datastore import request
+from one_gfs2clvm.opennebula.args import driver_action as request
 from one_gfs2clvm.opennebula.runtime import Action
 
 CONFIG = parse("[storage]\nvolume_groups = vg_one\n")

@@ -22,10 +22,9 @@ from one_gfs2clvm.names import Use, image_snap_lv, parse_lv_name
 from one_gfs2clvm.opennebula import datastore
 from one_gfs2clvm.opennebula.datastore import (ACTIONS, ImageRequest, dispose_command,
                                                export_dir, export_file, export_source,
-                                               image_request, import_info_xml, parse_md5sum,
-                                               snapshot_volume, snapshots_of, writers)
+                                               image_request, import_info_xml, parse_md5sum)
 from one_gfs2clvm.opennebula.xml import parse_driver_action
-from one_gfs2clvm.opennebula.disks import Volume
+from one_gfs2clvm.volumes.ops import Volume, snapshot_volume, snapshots_of, writers
 from one_gfs2clvm.opennebula.runtime import Action
 from one_gfs2clvm.remote import CommandResult, Pipe
 
@@ -349,7 +348,7 @@ class CannedWorker(Cluster):
         self.calls.append((host, argv[3:]))
         return CommandResult(0, "", "")
 
-    def run_steps(self, host, steps, stdin=None, timeout=None):
+    def run_steps(self, host, steps, stdin=None, timeout=None, on_stdout=None):
         self.calls.append((host, [s if isinstance(s, Pipe) else
                                   (s[3:] if list(s[:3]) == HELPER else list(s)) for s in steps]))
         return CommandResult(0, self.stdout, "")
@@ -493,7 +492,7 @@ class FailingWorker(CannedWorker):
         super().__init__(config, lvs)
         self.failing, self.cleanup_fails = failing, cleanup_fails
 
-    def run_steps(self, host, steps, stdin=None, timeout=None):
+    def run_steps(self, host, steps, stdin=None, timeout=None, on_stdout=None):
         from one_gfs2clvm.errors import RemoteCommandFailed
         super().run_steps(host, steps, stdin, timeout)
         if len(self.calls) == 1:
@@ -525,7 +524,7 @@ def test_a_failed_release_still_removes_the_part_file_and_keeps_the_first_error(
     assert [steps for _, steps in worker.calls[1:]] == [
         [["activate", "vg_one", IMG, "n"]], [["rm", "-f", PART]]]
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("export cleanup on node1 failed") == 2
+    assert captured.out == "" and captured.err.count("could not clean up after reading vg_one/lv-oneimg-5 on node1") == 2
 
 
 def test_export_refuses_a_written_image(tmp_path, capsys):

@@ -12,7 +12,7 @@ from one_gfs2clvm.cli import main as cli
 from one_gfs2clvm.config import parse
 from one_gfs2clvm.errors import InvalidArgument
 from one_gfs2clvm.opennebula import image3
-from one_gfs2clvm.opennebula.datastore import request
+from one_gfs2clvm.opennebula.args import driver_action as request
 from one_gfs2clvm.opennebula.imports import Import, owned_iso_path
 from one_gfs2clvm.opennebula.runtime import Action
 

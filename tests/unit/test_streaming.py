@@ -15,7 +15,8 @@ import sys
 import pytest
 
 from one_gfs2clvm.errors import InvalidArgument
-from one_gfs2clvm.streaming import (CHUNK, Checksums, Framer, Progress, check_image_info,
+from one_gfs2clvm.qemuimg import check_info as check_image_info
+from one_gfs2clvm.streaming import (CHUNK, Checksums, Framer, Progress,
                                     check_restricted, file_segments, header_virtual_size,
                                     receiver_step, sniff_format, stream_segments)
 
@@ -117,7 +118,7 @@ def test_progress_lines_at_intervals():
 
 
 def test_qemu_img_progress_output_feeds_progress():
-    from one_gfs2clvm.streaming import QemuImgProgress
+    from one_gfs2clvm.qemuimg import ConvertProgress as QemuImgProgress
     seen = []
     progress = Progress(lambda line: None, "copy", 200 * MiB, callback=lambda d, t: seen.append(d))
     watch = QemuImgProgress(progress)

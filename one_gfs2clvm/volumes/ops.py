@@ -1,4 +1,4 @@
-"""VM disks on the shared VG: the lifecycle both TM layouts drive.
+"""Volume operations on the shared VG: the lifecycle every front door drives.
 
 A disk in use is: an LV, active on the host that runs the VM (exclusively,
 or shared for read-only/live-migration), a `one-use=<vm>:<disk>:<host>` tag
@@ -16,20 +16,36 @@ Rules kept here:
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import ConnectError, InvalidArgument, LockContention, NotFound, RemoteTimeout
 from ..lvm import LogicalVolume
-from ..names import Use, check_host, check_tag, lv_device_path, parse_lv_name, parse_use_tag
+from ..names import (LvSource, Use, check_host, check_tag, lv_device_path, parse_lv_name,
+                     parse_use_tag)
 from ..nodehelper import READONLY_TAG
-from .runtime import Action
+from .. import qemuimg
 
 MiB = 1 << 20
 INCOMPLETE_TAG = "one-incomplete"     # set while a copy into a new LV is running
 MADE_PREFIX = "one-made="             # which action made an image LV (made_tag)
-SYSTEM_TM = "gfs2clvm"
+_FS_RE = re.compile(r"[a-z][a-z0-9]{0,15}")
+
+
+class Context(Protocol):
+    """What the engine needs from whoever calls it (opennebula.runtime.Action is
+    one): configuration, the cluster, a log, an undo list, and the VM the
+    operation is for (None: not a VM's)."""
+
+    config: object
+    cluster: object
+    vm_id: int | None
+    undo: object
+
+    def log(self, message: str) -> None: ...
 
 
 def made_tag(maker: str, image=None) -> str:
@@ -64,9 +80,9 @@ class Volume:
 
 
 class Disks:
-    """Disk operations for one action (logging and undo go to the action)."""
+    """Volume operations for one action (logging and undo go to the action)."""
 
-    def __init__(self, action: Action):
+    def __init__(self, action: Context):
         self.action = action
         self.config = action.config
         self.cluster = action.cluster
@@ -102,6 +118,14 @@ class Disks:
 
     def uses(self, lv: LogicalVolume) -> list[Use]:
         return [use for use in map(parse_use_tag, lv.tags) if use]
+
+    def holder(self, host: str, volume: Volume) -> str | None:
+        """The host a VM disk is in use on (its one-use tag), to copy it there."""
+        lv = self.lv(host, volume)
+        if lv is None:
+            raise NotFound(f"{volume} does not exist")
+        uses = self.uses(lv)
+        return uses[0].host if uses else None
 
     # -- metadata changes (front-end VG lock) ---------------------------------
     def create(self, host: str, volume: Volume, size_bytes: int, tags: list[str],
@@ -256,13 +280,9 @@ class Disks:
     def copy_command(self, source: str, target: str, source_format: str = "raw",
                      target_is_zero: bool = False, progress: bool = False) -> list[str]:
         """qemu-img convert into an existing device; skips zero runs only when the
-        target is known to read as zeroes (the zeroing policy decides).
-        `progress`: -p (percentages on stdout) instead of -q."""
-        argv = ["qemu-img", "convert", "-p" if progress else "-q", "-n", "-f", source_format,
-                "-O", "raw", "-t", "none", "-W"]
-        if target_is_zero:
-            argv.append("--target-is-zero")
-        return argv + [source, target]
+        target is known to read as zeroes (the zeroing policy decides)."""
+        return qemuimg.convert_argv(source, target, source_format,
+                                    target_is_zero=target_is_zero, progress=progress)
 
     def target_is_zero(self) -> bool:
         """Only when this action zeroed the new LV itself (on_create/always).
@@ -295,17 +315,9 @@ class Disks:
     def probe_image(self, host: str, path: str) -> tuple[str, int]:
         """(format, virtual size in bytes) of an image file on the host (GFS2), with
         the checks every image file passes whichever action reads it
-        (streaming.check_image_info: known format, no backing or data file)."""
-        import json
-        from ..streaming import check_image_info
-        result = self.cluster.remote(host).run(["qemu-img", "info", "--output", "json", path])
-        try:
-            info = json.loads(result.stdout)
-        except ValueError:
-            raise InvalidArgument(f"{host}: cannot read image {path}") from None
-        if not isinstance(info, dict):
-            raise InvalidArgument(f"{host}: cannot read image {path}")
-        return check_image_info(info, path)
+        (qemuimg.check_info: known format, no backing or data file)."""
+        result = self.cluster.remote(host).run(qemuimg.info_argv(path))
+        return qemuimg.parse_info(result.stdout, host, path)
 
 
 def volume_of(lv_path_or_name: str, vg: str | None = None) -> Volume:
@@ -326,7 +338,94 @@ def volume_of(lv_path_or_name: str, vg: str | None = None) -> Volume:
 def image_volume(config, source, what: str) -> Volume:
     """The image LV a SOURCE names (<vg>/lv-oneimg-<id>, names.LvSource): never a
     VM's disk LV, whichever action reads or writes through an image SOURCE."""
-    from ..names import LvSource
     if not isinstance(source, LvSource) or parse_lv_name(source.lv).kind != "image":
         raise InvalidArgument(f"{what}: the SOURCE is not an image LV <vg>/lv-oneimg-<id>")
     return Volume(config.check_vg(source.vg), source.lv)
+
+
+def mkfs_command(fs: str, device: str) -> list[str]:
+    """mkfs without questions: a reused LV may still carry an old signature.
+    The one filesystem-type rule: lower-case letters and digits (ext4, xfs)."""
+    if not isinstance(fs, str) or not _FS_RE.fullmatch(fs):
+        raise InvalidArgument(f"invalid filesystem type {fs!r}")
+    force = {"ext2": ["-F", "-q"], "ext3": ["-F", "-q"], "ext4": ["-F", "-q"],
+             "xfs": ["-f", "-q"], "btrfs": ["-f", "-q"]}.get(fs, [])
+    return [f"/sbin/mkfs.{fs}", *force, device]
+
+
+# ----------------------------------------------------------------- snapshots
+#
+# A volume's snapshots are full copies in their own linear LVs
+# `<LV>-snap-<id>`, named only through LvName.snapshot and found again only by
+# the exact parent test, so `lv-oneimg-5-snap-1` is never confused with
+# `...-snap-10` or with a snapshot of `lv-oneimg-51`.  The VM-disk snapshot of
+# a persistent image and the image's own snapshot are the same LV.
+
+def snapshot_volume(volume: Volume, snap_id: int) -> Volume:
+    """The LV of snapshot `snap_id` of `volume`."""
+    return Volume(volume.vg, parse_lv_name(volume.lv).snapshot(snap_id))
+
+
+def parent_of(name: str):
+    """The LvName a snapshot LV `name` belongs to (None: not a snapshot of ours)."""
+    try:
+        return parse_lv_name(name).parent
+    except InvalidArgument:
+        return None
+
+
+def snapshots_of(volume: Volume, names) -> list[Volume]:
+    """The snapshot LVs of `volume` among LV `names` (exact parent match), by id."""
+    base = parse_lv_name(volume.lv)
+    mine = [name for name in names if parent_of(name) == base]
+    return [Volume(volume.vg, name)
+            for name in sorted(mine, key=lambda name: parse_lv_name(name).snap_id)]
+
+
+def check_snapshot(snapshot: Volume, lv: LogicalVolume | None) -> None:
+    """A snapshot to read from exists and is complete."""
+    if lv is None:
+        raise NotFound(f"snapshot {snapshot} does not exist")
+    if INCOMPLETE_TAG in lv.tags:
+        raise NotFound(f"snapshot {snapshot} is incomplete (its copy was interrupted)")
+
+
+# ----------------------------------------------------------------- users
+
+def writers(lv: LogicalVolume) -> list[Use]:
+    """VM disks that may be writing `lv`: its use tags, unless the LV carries the
+    read-only mark (every attachment was READONLY; see Disks.set_use)."""
+    if READONLY_TAG in lv.tags:
+        return []
+    return [use for use in map(parse_use_tag, lv.tags) if use]
+
+
+def refuse_if_used(volume: Volume, users: list[Use], doing: str) -> None:
+    if users:
+        raise LockContention(f"{volume} is in use by VM {users[0].vm_id} on "
+                             f"{users[0].host}: not {doing}")
+
+
+# ----------------------------------------------------------------- removal
+
+def refuse_if_open(host: str, volume: Volume, lv: LogicalVolume) -> None:
+    """Never zero, deactivate or remove what a process still has open."""
+    if lv.open_locally:
+        raise LockContention(f"{volume} is in use on {host} (open by its VM or another "
+                             f"process): not zeroing or removing it")
+
+
+def zero_and_remove(disks: Disks, host: str, volume: Volume, report: dict) -> None:
+    """Zero (per the zeroing policy) and remove `volume` with its snapshot LVs,
+    on `host`: one zero script, one removal script under the VG lock.
+    `report`: the VG's LVs by name, as just read on `host` (volume among them).
+    Never zeroes or removes what a process still has open there."""
+    refuse_if_open(host, volume, report[volume.lv])
+    snapshots = snapshots_of(volume, report)
+    if disks.config.zero_on_delete:
+        disks.cluster.run_steps(host, [
+            disks.cluster.helper("activate", volume.vg, volume.lv,
+                                 disks.cluster.lvm(host).policy.flag("exclusive")),
+            disks.zero_command(volume.device)])
+        disks.action.log(f"zeroed {volume}")
+    disks.remove(host, *snapshots, volume, present=True)
