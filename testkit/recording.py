@@ -47,6 +47,9 @@ Use:
     outcome.code, outcome.stderr, worker.calls        # Call(host, argv, via, stdin)
 
 `worker.snapshot()` / `worker.restore(state)` reset the model between cases.
+`ScriptedWorker` adds canned answers: `fail(*argv_prefix, host=)` makes the
+first matching command fail once (`after_failure()`: what was sent after it,
+i.e. the undo), `reply(*argv_prefix, stdout=)` answers matching commands.
 """
 
 from __future__ import annotations
@@ -621,3 +624,53 @@ def run_action(function, name: str, argv: list[str], config, stdin: bytes | None
     return Outcome(code, out.getvalue(), err.getvalue(),
                    list(worker.calls) if worker else [],
                    list(worker.contacted) if worker else [])
+
+
+# The failure every canned failure reports unless told otherwise.
+IO_ERROR = "qemu-img: error while writing at byte 0: Input/output error\n"
+
+
+class ScriptedWorker(RecordingWorker):
+    """The recording worker, plus canned answers: `fail(prefix, host=)` makes the
+    first command starting with `prefix` (on `host`, if given) exit non-zero with
+    `stderr` (`failed_at`: its index in `calls`); `reply(prefix, stdout)` answers
+    every command starting with `prefix` with `stdout`."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        self.canned: list[tuple[str | None, tuple[str, ...], CommandResult]] = []
+        self.replies: list[tuple[tuple[str, ...], CommandResult]] = []
+        self.failed_at: int | None = None
+
+    def fail(self, *prefix: str, host: str | None = None, status: int = 1,
+             stderr: str = IO_ERROR) -> None:
+        self.canned.append((host, tuple(prefix),
+                            CommandResult(status, "", stderr, b"", stderr.encode())))
+
+    def reply(self, *prefix: str, stdout: str) -> None:
+        self.replies.append((tuple(prefix), CommandResult(0, stdout, "", stdout.encode(), b"")))
+
+    def answer(self, host, argv):
+        for entry in self.canned:
+            where, prefix, result = entry
+            if (where is None or where == host) and tuple(argv[:len(prefix)]) == prefix:
+                self.canned.remove(entry)
+                self.failed_at = len(self.calls) - 1
+                return result
+        for prefix, result in self.replies:
+            if tuple(argv[:len(prefix)]) == prefix:
+                return result
+        return super().answer(host, argv)
+
+    def sent(self, start: int = 0) -> list[tuple[str, tuple[str, ...]]]:
+        return [(c.host, c.argv) for c in self.calls[start:]]
+
+    def after_failure(self) -> list[tuple[str, tuple[str, ...]]]:
+        assert self.failed_at is not None, "the canned failure was never reached"
+        return self.sent(self.failed_at + 1)
+
+    def lv(self, name: str):
+        return self.vg.lvs.get(("vg_one", name))
+
+    def names(self) -> set[str]:
+        return {name for _, name in self.vg.lvs}
