@@ -2,6 +2,12 @@
 
 import sys
 
+import pytest
+
+# The per-action tests' outcome checks live in testkit.actionkit: rewrite its
+# asserts like a test module's (registered before anything imports it).
+pytest.register_assert_rewrite("testkit.actionkit")
+
 # pytest.ini's `pythonpath = .` makes one_gfs2clvm, testkit and lab importable
 from testkit.sshd import sshd  # noqa: F401  (session fixture: real sshd on 127.0.0.1)
 from testkit.fakeoned import fake_oned  # noqa: F401  (function fixture: stand-in oned XML-RPC)

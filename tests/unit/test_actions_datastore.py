@@ -17,52 +17,23 @@ import base64
 import json
 import re
 import struct
-from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
-from one_gfs2clvm import config as config_module
 from one_gfs2clvm.opennebula import datastore
-from testkit.fakeoned import datastore_doc, image_doc, user_doc, vm_doc
-from testkit.recording import EMPTY_MD5, GiB, MiB, FakeApi, ScriptedWorker, installed, run_action
+from testkit import actionkit
+from testkit.actionkit import (ALICE, INCOMPLETE, M, convert, copy_into, dev, h, made, make_config,
+                               monitor_output, ok, on, receiver, removed_new_lv, state, users_api,
+                               zero_and_remove, world_of)
+from testkit.fakeoned import datastore_doc, image_doc, vm_doc
+from testkit.recording import EMPTY_MD5, GiB, MiB, FakeApi, ScriptedWorker
 
-M = "/var/lib/one"                        # [storage] gfs2_mount
-SUDO, HELPER = "/usr/bin/sudo", "/usr/sbin/one-gfs2clvm-helper"
-ALICE = 5
 DS_DIR = f"{M}/datastores/100"            # image datastore 100's directory
-INCOMPLETE = "one-incomplete"
-REGTIME = 1_760_000_000 - 86400           # image_doc's REGTIME: the made tag's stamp
 
+# Non-zero exit, exactly one error line (containing `words`), nothing on stdout.
+failed = partial(actionkit.failed, quiet=True)
 
-# ----------------------------------------------------------------- argv words
-
-def h(verb: str, *args) -> tuple[str, ...]:
-    return (SUDO, "-n", HELPER, verb, *map(str, args))
-
-
-def dev(lv: str) -> str:
-    return f"/dev/vg_one/{lv}"
-
-
-def convert(source: str, target: str, fmt: str = "raw", progress: bool = True):
-    return ("qemu-img", "convert", "-p" if progress else "-q", "-n", "-f", fmt, "-O", "raw",
-            "-t", "none", "-W", source, target)
-
-
-def receiver(kind: str, path: str, known_zero: str) -> tuple[str, ...]:
-    """The streamed-import receiver step as the worker log records it."""
-    return ("/usr/bin/python3", "-c", "<stream_receiver program>", kind, path, known_zero)
-
-
-def on(host: str, *argvs) -> list[tuple[str, tuple[str, ...]]]:
-    return [(host, tuple(argv)) for argv in argvs]
-
-
-def made(action: str) -> str:
-    return f"one-made={action}.{REGTIME}"
-
-
-# ----------------------------------------------------------------- the worker
 
 # ----------------------------------------------------------------- the world
 
@@ -80,9 +51,7 @@ def build_worker(config) -> ScriptedWorker:
 
 
 def build_api() -> FakeApi:
-    api = FakeApi()
-    api.add_user(user_doc(0, name="oneadmin", gid=0))
-    api.add_user(user_doc(ALICE, name="alice", gid=1))
+    api = users_api()
     api.add_image(image_doc(5, uid=ALICE, gid=1, datastore_id=100))
     api.add_datastore(datastore_doc(100, type=0))
     api.add_vm(vm_doc(8, uid=ALICE, gid=1, uname="alice", gname="users", state=8, lcm_state=0,
@@ -108,61 +77,14 @@ def ds_input(image_id: int | None, *, ds_template: dict | None = None,
                             .encode())
 
 
-@dataclass
-class World:
-    config: object
-    worker: ScriptedWorker
-    api: FakeApi
-    tmp: object
-
-    def run(self, action: str, *argv: str, stdin: bytes | None = None):
-        with installed(self.worker, self.api):
-            return run_action(datastore.ACTIONS[action], f"datastore {action}", list(argv),
-                              self.config, stdin=stdin, worker=self.worker)
-
-    @property
-    def safe(self) -> dict:
-        """A datastore template letting cp/stat read the test's files and GFS2."""
-        return {"SAFE_DIRS": f"{M} {self.tmp}"}
-
-
 @pytest.fixture
-def world(tmp_path) -> World:
-    (tmp_path / "locks").mkdir()
-    config = config_module.parse(
-        f"[storage]\nvolume_groups = vg_one\ngfs2_mount = {M}\nbridge_hosts = node1, node2\n"
-        f"lock_mode = lvmlockd\nzeroing = on_delete\n"
-        f"[node]\nhelper = {HELPER}\nsudo = {SUDO}\n"
-        f"[locking]\nlock_dir = {tmp_path / 'locks'}\nlock_timeout = 0\n",
-        source="test_actions_datastore.conf")
-    return World(config, build_worker(config), build_api(), tmp_path)
-
-
-def ok(outcome, stdout: str | None = None) -> None:
-    assert outcome.code == 0, outcome.stderr
-    assert outcome.error_lines() == [], outcome.stderr
-    if stdout is not None:
-        assert outcome.stdout == stdout
-
-
-def failed(outcome, code: int, *words: str) -> str:
-    assert outcome.code == code, outcome.stderr
-    (line,) = outcome.error_lines()
-    for word in words:
-        assert word in line, line
-    assert outcome.stdout == ""
-    return line
-
-
-def state(worker, name):
-    lv = worker.lv(name)
-    return None if lv is None else (sorted(lv.tags), dict(lv.active))
-
-
-def removed_new_lv(lv: str, host: str = "node1") -> list:
-    """The undo of a created LV: report, then deactivate + remove in one script."""
-    return on(host, h("lvs", "vg_one", lv), h("activate", "vg_one", lv, "n"),
-              h("remove", "vg_one", lv))
+def world(tmp_path):
+    """The world, plus .tmp (the test's directory) and .safe (a datastore template
+    letting cp/stat read the test's files and GFS2)."""
+    config = make_config(tmp_path, "test_actions_datastore.conf")
+    return world_of(config, build_worker(config), build_api(),
+                    lambda action: (datastore.ACTIONS[action], f"datastore {action}"),
+                    tmp=tmp_path, safe={"SAFE_DIRS": f"{M} {tmp_path}"})
 
 
 # ================================================================= cp
@@ -235,15 +157,22 @@ def qcow2_file(path, virtual_size: int) -> None:
                      struct.pack(">Q", virtual_size) + b"\0" * 4000)
 
 
-def test_cp_of_a_local_qcow2_stages_converts_and_removes_the_staging_file(world):
-    """cp of a local qcow2: streamed into a staging file in the datastore directory,
-    probed there, converted into the new LV, the staging file removed."""
+def qcow2_upload(world) -> tuple:
+    """A 2 GiB qcow2 file in the test's directory for image 42, and the staging
+    file cp streams it into (where qemu-img info answers qcow2, 2 GiB)."""
     image = world.tmp / "disk.qcow2"
     qcow2_file(image, 2 * GiB)
     staged = f"{DS_DIR}/.import-42.qcow2"
+    world.worker.reply("qemu-img", "info", "--output", "json", staged,
+                       stdout=json.dumps({"virtual-size": 2 * GiB, "format": "qcow2"}))
+    return image, staged
+
+
+def test_cp_of_a_local_qcow2_stages_converts_and_removes_the_staging_file(world):
+    """cp of a local qcow2: streamed into a staging file in the datastore directory,
+    probed there, converted into the new LV, the staging file removed."""
+    image, staged = qcow2_upload(world)
     w = world.worker
-    w.reply("qemu-img", "info", "--output", "json", staged,
-            stdout=json.dumps({"virtual-size": 2 * GiB, "format": "qcow2"}))
     ok(world.run("cp", "42", stdin=ds_input(42, path=str(image), size=4096,
                                             ds_template=world.safe)),
        "vg_one/lv-oneimg-42 raw\n")
@@ -264,12 +193,8 @@ def test_cp_of_a_local_qcow2_stages_converts_and_removes_the_staging_file(world)
 def test_cp_of_a_qcow2_failing_conversion_removes_lv_and_staging_file(world):
     """cp of a local qcow2, qemu-img convert failing: the staging file removed (end of
     the conversion), then undo removes the LV and the staging file again."""
-    image = world.tmp / "disk.qcow2"
-    qcow2_file(image, 2 * GiB)
-    staged = f"{DS_DIR}/.import-42.qcow2"
+    image, staged = qcow2_upload(world)
     w = world.worker
-    w.reply("qemu-img", "info", "--output", "json", staged,
-            stdout=json.dumps({"virtual-size": 2 * GiB, "format": "qcow2"}))
     w.fail("qemu-img", "convert", host="node1")
     failed(world.run("cp", "42", stdin=ds_input(42, path=str(image), size=4096,
                                                 ds_template=world.safe)), 3, "Input/output")
@@ -289,10 +214,7 @@ def test_cp_of_an_image_lv_copies_lv_to_lv(world):
                                      h("lvs", "vg_one", "lv-oneimg-5"),
                                      h("create", "vg_one", "lv-oneimg-42", GiB, INCOMPLETE,
                                        made("cp")),
-                                     h("activate", "vg_one", "lv-oneimg-42", "ey"),
-                                     h("activate", "vg_one", "lv-oneimg-5", "sy"),
-                                     convert(dev("lv-oneimg-5"), dev("lv-oneimg-42")),
-                                     h("activate", "vg_one", "lv-oneimg-5", "n"),
+                                     *copy_into("lv-oneimg-5", "lv-oneimg-42"),
                                      h("activate", "vg_one", "lv-oneimg-42", "n"),
                                      h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
     assert state(world.worker, "lv-oneimg-5") == ([], {})
@@ -427,16 +349,8 @@ def test_rm_zeroes_and_removes_the_image_with_its_snapshots_only(world):
     ok(world.run("rm", "5", stdin=ds_input(5)), "")
     assert w.sent() == on("node1",
                           h("lvs", "vg_one"),
-                          h("activate", "vg_one", "lv-oneimg-5", "ey"),
-                          ("/sbin/blkdiscard", "--zeroout", dev("lv-oneimg-5")),
-                          h("activate", "vg_one", "lv-oneimg-5-snap-0", "n"),
-                          h("remove", "vg_one", "lv-oneimg-5-snap-0"),
-                          h("activate", "vg_one", "lv-oneimg-5-snap-1", "n"),
-                          h("remove", "vg_one", "lv-oneimg-5-snap-1"),
-                          h("activate", "vg_one", "lv-oneimg-5-snap-10", "n"),
-                          h("remove", "vg_one", "lv-oneimg-5-snap-10"),
-                          h("activate", "vg_one", "lv-oneimg-5", "n"),
-                          h("remove", "vg_one", "lv-oneimg-5"))
+                          *zero_and_remove("lv-oneimg-5", "lv-oneimg-5-snap-0",
+                                           "lv-oneimg-5-snap-1", "lv-oneimg-5-snap-10"))
     assert w.names() == before - {"lv-oneimg-5", "lv-oneimg-5-snap-0", "lv-oneimg-5-snap-1",
                                   "lv-oneimg-5-snap-10"}
 
@@ -524,10 +438,7 @@ def test_clone_copies_the_source_image_lv(world):
                                      h("lvs", "vg_one", "lv-oneimg-5", "lv-oneimg-42"),
                                      h("create", "vg_one", "lv-oneimg-42", GiB, INCOMPLETE,
                                        made("clone")),
-                                     h("activate", "vg_one", "lv-oneimg-42", "ey"),
-                                     h("activate", "vg_one", "lv-oneimg-5", "sy"),
-                                     convert(dev("lv-oneimg-5"), dev("lv-oneimg-42")),
-                                     h("activate", "vg_one", "lv-oneimg-5", "n"),
+                                     *copy_into("lv-oneimg-5", "lv-oneimg-42"),
                                      h("activate", "vg_one", "lv-oneimg-42", "n"),
                                      h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
     assert state(world.worker, "lv-oneimg-42") == ([made("clone")], {})
@@ -540,9 +451,7 @@ def test_clone_failed_copy_releases_source_and_removes_target(world):
     failed(world.run("clone", "42", stdin=ds_input(42, path="vg_one/lv-oneimg-5")), 3,
            "Input/output")
     assert w.after_failure() == [*on("node1", h("activate", "vg_one", "lv-oneimg-5", "n")),
-                                 *on("node1", h("lvs", "vg_one", "lv-oneimg-42"),
-                                     h("activate", "vg_one", "lv-oneimg-42", "n"),
-                                     h("remove", "vg_one", "lv-oneimg-42"))]
+                                 *removed_new_lv("lv-oneimg-42")]
     assert w.lv("lv-oneimg-42") is None
 
 
@@ -561,8 +470,7 @@ def test_monitor_reports_the_vg_from_the_bridge_list(world):
                         stdin=ds_input(None, ds_template={"BRIDGE_LIST": "node2"}))
     ok(outcome)
     assert world.worker.sent() == on("node2", h("vgs", "vg_one"))
-    used = sum(lv.size for lv in world.worker.vg.lvs.values()) // MiB
-    assert outcome.stdout == f"USED_MB={used}\nFREE_MB={102400 - used}\nTOTAL_MB=102400\n"
+    assert outcome.stdout == monitor_output(world.worker)
 
 
 # ================================================================= image snapshots

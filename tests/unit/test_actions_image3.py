@@ -14,44 +14,25 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
-from one_gfs2clvm import config as config_module
 from one_gfs2clvm.opennebula import image3
+from testkit import actionkit
+from testkit.actionkit import (ALICE, INCOMPLETE, M, copy_into, dev, h, made, make_config, ok, on,
+                               receiver, removed_new_lv, state, users_api, zero_and_remove,
+                               world_of)
 from testkit.fakeoned import image_doc, user_doc, vm_doc
-from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker, installed, run_action
+from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
-M = "/var/lib/one"                        # [storage] gfs2_mount
-SUDO, HELPER = "/usr/bin/sudo", "/usr/sbin/one-gfs2clvm-helper"
-ALICE, BOB = 5, 6
+BOB = 6
 IMAGES = f"{M}/images"                    # the 3.x image repository on GFS2
-INCOMPLETE = "one-incomplete"
-REGTIME = 1_760_000_000 - 86400           # image_doc's REGTIME: cp's made tag stamp
-FRAMING = ("ERROR MESSAGE --8<------", "ERROR MESSAGE ------>8--")
+CP_MADE = made("cp")
 
+# Non-zero exit, one error line inside the 3.x framing, nothing on stdout.
+failed = partial(actionkit.failed, framed=True, quiet=True)
 
-# ----------------------------------------------------------------- argv words
-
-def h(verb: str, *args) -> tuple[str, ...]:
-    return (SUDO, "-n", HELPER, verb, *map(str, args))
-
-
-def dev(lv: str) -> str:
-    return f"/dev/vg_one/{lv}"
-
-
-def convert(source: str, target: str) -> tuple[str, ...]:
-    return ("qemu-img", "convert", "-p", "-n", "-f", "raw", "-O", "raw", "-t", "none", "-W",
-            source, target)
-
-
-def on(host: str, *argvs) -> list[tuple[str, tuple[str, ...]]]:
-    return [(host, tuple(argv)) for argv in argvs]
-
-
-# ----------------------------------------------------------------- the worker
 
 # ----------------------------------------------------------------- the world
 
@@ -73,9 +54,7 @@ def build_worker(config) -> ScriptedWorker:
 
 def build_api() -> FakeApi:
     """alice owns images 5, 12, 42 and VM 7; bob owns VM 9."""
-    api = FakeApi()
-    api.add_user(user_doc(0, name="oneadmin", gid=0))
-    api.add_user(user_doc(ALICE, name="alice", gid=1))
+    api = users_api()
     api.add_user(user_doc(BOB, name="bob", gid=1))
     for image_id in (5, 12, 42):
         api.add_image(image_doc(image_id, uid=ALICE, gid=1, uname="alice",
@@ -87,28 +66,11 @@ def build_api() -> FakeApi:
     return api
 
 
-@dataclass
-class World:
-    config: object
-    worker: ScriptedWorker
-    api: FakeApi
-
-    def run(self, action: str, *argv: str):
-        with installed(self.worker, self.api):
-            return run_action(image3.COMMANDS[action], f"image {action}", list(argv),
-                              self.config, legacy=True, worker=self.worker)
-
-
 @pytest.fixture
-def world(tmp_path) -> World:
-    (tmp_path / "locks").mkdir()
-    config = config_module.parse(
-        f"[storage]\nvolume_groups = vg_one\ngfs2_mount = {M}\nbridge_hosts = node1, node2\n"
-        f"lock_mode = lvmlockd\nzeroing = on_delete\n"
-        f"[node]\nhelper = {HELPER}\nsudo = {SUDO}\n"
-        f"[locking]\nlock_dir = {tmp_path / 'locks'}\nlock_timeout = 0\n",
-        source="test_actions_image3.conf")
-    return World(config, build_worker(config), build_api())
+def world(tmp_path):
+    config = make_config(tmp_path, "test_actions_image3.conf")
+    return world_of(config, build_worker(config), build_api(),
+                    lambda action: (image3.COMMANDS[action], f"image {action}"), legacy=True)
 
 
 @pytest.fixture
@@ -119,38 +81,6 @@ def var_tmp():
         pytest.skip("/var/tmp is not writable here")
     with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="test_actions_image3-") as path:
         yield path
-
-
-def ok(outcome, stdout: str | None = None) -> None:
-    assert outcome.code == 0, outcome.stderr
-    assert outcome.error_lines() == [], outcome.stderr
-    if stdout is not None:
-        assert outcome.stdout == stdout
-
-
-def failed(outcome, code: int, *words: str) -> str:
-    """Non-zero exit, one error line inside the 3.x framing, nothing on stdout."""
-    assert outcome.code == code, outcome.stderr
-    (line,) = outcome.error_lines()
-    for word in words:
-        assert word in line, line
-    lines = [text for text in outcome.stderr.splitlines() if not text.startswith("INFO:")]
-    assert lines == [FRAMING[0], line, FRAMING[1]]
-    assert outcome.stdout == ""
-    return line
-
-
-def state(worker, name):
-    lv = worker.lv(name)
-    return None if lv is None else (sorted(lv.tags), dict(lv.active))
-
-
-def removed_new_lv(lv: str, host: str = "node1") -> list:
-    return on(host, h("lvs", "vg_one", lv), h("activate", "vg_one", lv, "n"),
-              h("remove", "vg_one", lv))
-
-
-CP_MADE = f"one-made=cp.{REGTIME}"
 
 
 # ================================================================= cp
@@ -165,10 +95,7 @@ def test_cp_of_an_image_lv_copies_it_and_prints_source_and_size(world):
                                      h("lvs", "vg_one", "lv-oneimg-5"),
                                      h("create", "vg_one", "lv-oneimg-42", GiB, INCOMPLETE,
                                        CP_MADE),
-                                     h("activate", "vg_one", "lv-oneimg-42", "ey"),
-                                     h("activate", "vg_one", "lv-oneimg-5", "sy"),
-                                     convert(dev("lv-oneimg-5"), dev("lv-oneimg-42")),
-                                     h("activate", "vg_one", "lv-oneimg-5", "n"),
+                                     *copy_into("lv-oneimg-5", "lv-oneimg-42"),
                                      h("activate", "vg_one", "lv-oneimg-42", "n"),
                                      h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE),
                                      h("lvs", "vg_one", "lv-oneimg-42"))
@@ -205,8 +132,7 @@ def test_cp_of_a_local_raw_file_streams_it_into_the_lv(world, var_tmp):
                                      h("lvs", "vg_one", "lv-oneimg-42"),
                                      h("vgs", "vg_one"),
                                      h("activate", "vg_one", "lv-oneimg-42", "ey"),
-                                     ("/usr/bin/python3", "-c", "<stream_receiver program>",
-                                      "device", dev("lv-oneimg-42"), "0"),
+                                     receiver("device", dev("lv-oneimg-42"), "0"),
                                      h("activate", "vg_one", "lv-oneimg-42", "n"),
                                      h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE),
                                      h("lvs", "vg_one", "lv-oneimg-42"))
@@ -221,8 +147,7 @@ def test_cp_of_a_local_iso_copies_it_into_the_image_repository(world, var_tmp):
         out.write(b"CD001" * 1000)
     ok(world.run("cp", path, "42"), f"{IMAGES}/42.isox 10\n")
     assert world.worker.sent() == on("node1", ("mkdir", "-p", IMAGES),
-                                     ("/usr/bin/python3", "-c", "<stream_receiver program>",
-                                      "file", f"{IMAGES}/42.isox.part", "1"),
+                                     receiver("file", f"{IMAGES}/42.isox.part", "1"),
                                      ("mv", "-f", "--", f"{IMAGES}/42.isox.part",
                                       f"{IMAGES}/42.isox"),
                                      ("stat", "-L", "-c", "%s", "--", f"{IMAGES}/42.isox"))
@@ -294,10 +219,7 @@ def test_mv_saveas_copies_the_linked_disk_into_a_new_image_lv(world):
                           h("lvs", "vg_one", "lv-one-7-0", "lv-oneimg-42"),
                           h("create", "vg_one", "lv-oneimg-42", 2 * GiB, INCOMPLETE,
                             "one-made=saveas"),
-                          h("activate", "vg_one", "lv-oneimg-42", "ey"),
-                          h("activate", "vg_one", "lv-one-7-0", "sy"),
-                          convert(dev("lv-one-7-0"), dev("lv-oneimg-42")),
-                          h("activate", "vg_one", "lv-one-7-0", "n"),
+                          *copy_into("lv-one-7-0", "lv-oneimg-42"),
                           h("activate", "vg_one", "lv-oneimg-42", "n"),
                           h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
     assert state(w, "lv-oneimg-42") == (["one-made=saveas"], {})
@@ -348,14 +270,8 @@ def test_rm_zeroes_and_removes_the_image_and_its_snapshots_only(world):
     ok(world.run("rm", "vg_one/lv-oneimg-5", "5", "5"), "")
     assert w.sent() == on("node1",
                           h("lvs", "vg_one"),
-                          h("activate", "vg_one", "lv-oneimg-5", "ey"),
-                          ("/sbin/blkdiscard", "--zeroout", dev("lv-oneimg-5")),
-                          h("activate", "vg_one", "lv-oneimg-5-snap-0", "n"),
-                          h("remove", "vg_one", "lv-oneimg-5-snap-0"),
-                          h("activate", "vg_one", "lv-oneimg-5-snap-10", "n"),
-                          h("remove", "vg_one", "lv-oneimg-5-snap-10"),
-                          h("activate", "vg_one", "lv-oneimg-5", "n"),
-                          h("remove", "vg_one", "lv-oneimg-5"))
+                          *zero_and_remove("lv-oneimg-5", "lv-oneimg-5-snap-0",
+                                           "lv-oneimg-5-snap-10"))
     assert w.names() == before - {"lv-oneimg-5", "lv-oneimg-5-snap-0", "lv-oneimg-5-snap-10"}
 
 

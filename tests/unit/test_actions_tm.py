@@ -13,58 +13,22 @@ proving the real behaviour.
 from __future__ import annotations
 
 import base64
-import os
 import re
-import socket
 import stat
-from dataclasses import dataclass
 
 import pytest
 
-from one_gfs2clvm import config as config_module
 from one_gfs2clvm.opennebula import tm
-from testkit.fakeoned import datastore_doc, image_doc, user_doc, vm_doc
-from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker, installed, run_action
+from testkit.actionkit import (ALICE, FE, INCOMPLETE, M, MOUNT_CHECK, RO, USED, activate_and_link,
+                               convert, copy_into, dev, failed, h, link_steps, make_config,
+                               monitor_output, ok, on, removed_new_lv, state, users_api,
+                               zero_and_remove, world_of)
+from testkit.fakeoned import datastore_doc, image_doc, vm_doc
+from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
-M = "/var/lib/one"                        # [storage] gfs2_mount
-FE = socket.gethostname()                 # the front-end, as OpenNebula names it
-SUDO, HELPER = "/usr/bin/sudo", "/usr/sbin/one-gfs2clvm-helper"
-ALICE = 5
 VM_DIR = f"{M}/datastores/0/7"            # VM 7's directory in system datastore 0
 ISO = f"{M}/datastores/1/tools.isox"
-USED = "one-use"
-RO = "one-readonly"
-INCOMPLETE = "one-incomplete"
 
-
-# ----------------------------------------------------------------- argv words
-
-def h(verb: str, *args) -> tuple[str, ...]:
-    """A node-helper call as the worker sees it."""
-    return (SUDO, "-n", HELPER, verb, *map(str, args))
-
-
-MOUNT_CHECK = ("sh", "-c", 'mountpoint -q "$1"', "gfs2clvm-mount-check", M)
-
-
-def dev(lv: str) -> str:
-    return f"/dev/vg_one/{lv}"
-
-
-def link_steps(target: str, path: str) -> list[tuple[str, ...]]:
-    return [("mkdir", "-p", os.path.dirname(path)), ("ln", "-sfn", target, path)]
-
-
-def convert(source: str, target: str, progress: bool = True) -> tuple[str, ...]:
-    return ("qemu-img", "convert", "-p" if progress else "-q", "-n", "-f", "raw", "-O", "raw",
-            "-t", "none", "-W", source, target)
-
-
-def on(host: str, *argvs) -> list[tuple[str, tuple[str, ...]]]:
-    return [(host, tuple(argv)) for argv in argvs]
-
-
-# ----------------------------------------------------------------- the worker
 
 # ----------------------------------------------------------------- the world
 
@@ -93,9 +57,7 @@ def small_vm(vm_id: int, state: int = 3, lcm: int = 3, host: str = "node1") -> s
 
 
 def build_api() -> FakeApi:
-    api = FakeApi()
-    api.add_user(user_doc(0, name="oneadmin", gid=0))
-    api.add_user(user_doc(ALICE, name="alice", gid=1))
+    api = users_api()
     api.add_vm(vm7())
     api.add_vm(small_vm(8, state=8, lcm=0, host="node2"))          # powered off on node2
     for vm_id in (1, 10, 100):
@@ -149,60 +111,23 @@ def build_worker(config, running: bool) -> ScriptedWorker:
     return worker
 
 
-@dataclass
-class World:
-    config: object
-    worker: ScriptedWorker
-    api: FakeApi
-    remotes: str
-
-    def run(self, action: str, *argv: str, stdin: bytes | None = None):
-        with installed(self.worker, self.api, remotes_dir=self.remotes):
-            return run_action(tm.ACTIONS[action], action, list(argv), self.config,
-                              stdin=stdin, worker=self.worker)
-
-
 def make_world(tmp_path, running: bool = True, lock_mode: str = "lvmlockd",
-               zeroing: str = "on_delete") -> World:
-    (tmp_path / "locks").mkdir(exist_ok=True)
-    config = config_module.parse(
-        f"[storage]\nvolume_groups = vg_one\ngfs2_mount = {M}\nbridge_hosts = node1, node2\n"
-        f"lock_mode = {lock_mode}\nzeroing = {zeroing}\n"
-        f"[node]\nhelper = {HELPER}\nsudo = {SUDO}\n"
-        f"[locking]\nlock_dir = {tmp_path / 'locks'}\nlock_timeout = 0\n",
-        source="test_actions_tm.conf")
-    return World(config, build_worker(config, running), build_api(),
-                 str(tmp_path / "remotes"))
+               zeroing: str = "on_delete"):
+    config = make_config(tmp_path, "test_actions_tm.conf", lock_mode, zeroing)
+    return world_of(config, build_worker(config, running), build_api(),
+                    lambda action: (tm.ACTIONS[action], action),
+                    remotes_dir=str(tmp_path / "remotes"))
 
 
 @pytest.fixture
-def world(tmp_path) -> World:
+def world(tmp_path):
     return make_world(tmp_path)
 
 
 @pytest.fixture
-def fresh(tmp_path) -> World:
+def fresh(tmp_path):
     """VM 7 not deployed yet: no disk LVs, no links."""
     return make_world(tmp_path, running=False)
-
-
-def ok(outcome) -> None:
-    assert outcome.code == 0, outcome.stderr
-    assert outcome.error_lines() == [], outcome.stderr
-
-
-def failed(outcome, code: int, *words: str) -> str:
-    """Non-zero exit with exactly one error line (containing `words`)."""
-    assert outcome.code == code, outcome.stderr
-    (line,) = outcome.error_lines()
-    for word in words:
-        assert word in line, line
-    return line
-
-
-def state(worker, name):
-    lv = worker.lv(name)
-    return None if lv is None else (sorted(lv.tags), dict(lv.active))
 
 
 # ================================================================= clone
@@ -217,13 +142,8 @@ def test_clone_copies_the_image_into_a_new_disk_lv_and_links_it(fresh):
                           h("lvs", "vg_one", "lv-one-7-0", "lv-oneimg-5"),
                           h("create", "vg_one", "lv-one-7-0", GiB, INCOMPLETE,
                             f"{USED}=7:0:node1"),
-                          h("activate", "vg_one", "lv-one-7-0", "ey"),
-                          h("activate", "vg_one", "lv-oneimg-5", "sy"),
-                          convert(dev("lv-oneimg-5"), dev("lv-one-7-0")),
-                          h("activate", "vg_one", "lv-oneimg-5", "n"),
-                          MOUNT_CHECK,
-                          h("activate", "vg_one", "lv-one-7-0", "ey"),
-                          *link_steps(dev("lv-one-7-0"), f"{VM_DIR}/disk.0"),
+                          *copy_into("lv-oneimg-5", "lv-one-7-0"),
+                          *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
                           h("deltag", "vg_one", "lv-one-7-0", INCOMPLETE))
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
     assert state(w, "lv-oneimg-5") == ([], {})
@@ -246,11 +166,8 @@ def test_clone_failed_copy_releases_the_image_and_removes_the_new_lv(fresh):
     w.fail("qemu-img", "convert", host="node1")
     outcome = fresh.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1")
     failed(outcome, 3, "Input/output error")
-    assert w.after_failure() == on("node1",
-                                   h("activate", "vg_one", "lv-oneimg-5", "n"),
-                                   h("lvs", "vg_one", "lv-one-7-0"),
-                                   h("activate", "vg_one", "lv-one-7-0", "n"),
-                                   h("remove", "vg_one", "lv-one-7-0"))
+    assert w.after_failure() == [*on("node1", h("activate", "vg_one", "lv-oneimg-5", "n")),
+                                 *removed_new_lv("lv-one-7-0")]
     assert w.lv("lv-one-7-0") is None
     assert state(w, "lv-oneimg-5") == ([], {})
     assert f"{VM_DIR}/disk.0" not in w.gfs.links
@@ -262,10 +179,7 @@ def test_clone_failed_link_removes_the_copied_lv(fresh):
     w.fail("ln", "-sfn", host="node1", stderr="ln: Read-only file system\n")
     failed(fresh.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1"),
            3, "Read-only file system")
-    assert w.after_failure() == on("node1",
-                                   h("lvs", "vg_one", "lv-one-7-0"),
-                                   h("activate", "vg_one", "lv-one-7-0", "n"),
-                                   h("remove", "vg_one", "lv-one-7-0"))
+    assert w.after_failure() == removed_new_lv("lv-one-7-0")
     assert w.lv("lv-one-7-0") is None
 
 
@@ -275,9 +189,7 @@ def test_clone_rerun_after_success_only_activates_and_links(world):
     ok(world.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1"))
     assert world.worker.sent() == on("node1",
                                      h("lvs", "vg_one", "lv-one-7-0", "lv-oneimg-5"),
-                                     MOUNT_CHECK,
-                                     h("activate", "vg_one", "lv-one-7-0", "ey"),
-                                     *link_steps(dev("lv-one-7-0"), f"{VM_DIR}/disk.0"),
+                                     *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
                                      h("lvs", "vg_one", "lv-one-7-0"))
 
 
@@ -317,9 +229,7 @@ def test_clone_of_an_image_file_probes_and_converts_it(fresh):
                                        f"{USED}=7:0:node1"),
                                      h("activate", "vg_one", "lv-one-7-0", "ey"),
                                      convert(path, dev("lv-one-7-0")),
-                                     MOUNT_CHECK,
-                                     h("activate", "vg_one", "lv-one-7-0", "ey"),
-                                     *link_steps(dev("lv-one-7-0"), f"{VM_DIR}/disk.0"),
+                                     *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
                                      h("deltag", "vg_one", "lv-one-7-0", INCOMPLETE))
 
 
@@ -337,8 +247,7 @@ def test_clone_from_a_vm_disk_copies_where_that_disk_is_active(fresh):
                         *on("node2", h("activate", "vg_one", "lv-one-7-0", "ey"),
                             convert(dev("lv-one-8-0"), dev("lv-one-7-0")),
                             h("activate", "vg_one", "lv-one-7-0", "n")),
-                        *on("node1", MOUNT_CHECK, h("activate", "vg_one", "lv-one-7-0", "ey"),
-                            *link_steps(dev("lv-one-7-0"), f"{VM_DIR}/disk.0"),
+                        *on("node1", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
                             h("deltag", "vg_one", "lv-one-7-0", INCOMPLETE))]
     assert state(w, "lv-one-8-0") == ([f"{USED}=8:0:node2"], {"node2": "ey"})
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
@@ -353,9 +262,7 @@ def test_ln_activates_the_persistent_image_exclusively_and_tags_its_use(fresh):
     ok(fresh.run("ln", "fe:vg_one/lv-oneimg-12", f"node1:{VM_DIR}/disk.2", "7", "1"))
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-oneimg-12"),
-                          MOUNT_CHECK,
-                          h("activate", "vg_one", "lv-oneimg-12", "ey"),
-                          *link_steps(dev("lv-oneimg-12"), f"{VM_DIR}/disk.2"),
+                          *activate_and_link("lv-oneimg-12", f"{VM_DIR}/disk.2"),
                           h("lvs", "vg_one", "lv-oneimg-12"),
                           h("addtag", "vg_one", "lv-oneimg-12", f"{USED}=7:2:node1"))
     assert state(w, "lv-oneimg-12") == ([f"{USED}=7:2:node1"], {"node1": "ey"})
@@ -367,9 +274,7 @@ def test_ln_of_a_readonly_disk_activates_shared_and_marks_it_readonly(fresh):
     ok(fresh.run("ln", "fe:vg_one/lv-oneimg-13", f"node1:{VM_DIR}/disk.3", "7", "1"))
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-oneimg-13"),
-                          MOUNT_CHECK,
-                          h("activate", "vg_one", "lv-oneimg-13", "sy"),
-                          *link_steps(dev("lv-oneimg-13"), f"{VM_DIR}/disk.3"),
+                          *activate_and_link("lv-oneimg-13", f"{VM_DIR}/disk.3", "sy"),
                           h("lvs", "vg_one", "lv-oneimg-13"),
                           h("addtag", "vg_one", "lv-oneimg-13", f"{USED}=7:3:node1"),
                           h("addtag", "vg_one", "lv-oneimg-13", RO))
@@ -446,10 +351,7 @@ def test_mkimage_failed_mkfs_removes_the_new_lv(fresh):
     w.fail("/sbin/mkfs.ext4", host="node1", stderr="mkfs.ext4: Device size reported to be zero.\n")
     failed(fresh.run("mkimage", "512", "raw", f"node1:{VM_DIR}/disk.1", "7", "0"), 3,
            "Device size reported to be zero")
-    assert w.after_failure() == on("node1",
-                                   h("lvs", "vg_one", "lv-one-7-1"),
-                                   h("activate", "vg_one", "lv-one-7-1", "n"),
-                                   h("remove", "vg_one", "lv-one-7-1"))
+    assert w.after_failure() == removed_new_lv("lv-one-7-1")
     assert w.lv("lv-one-7-1") is None
     assert f"{VM_DIR}/disk.1" not in w.gfs.links
 
@@ -475,10 +377,7 @@ def test_mkswap_failed_link_removes_the_new_lv(fresh):
     w.fail("ln", host="node1", stderr="ln: Permission denied\n")
     failed(fresh.run("mkswap", "256", f"node1:{VM_DIR}/disk.6", "7", "0"), 3,
            "Permission denied")
-    assert w.after_failure() == on("node1",
-                                   h("lvs", "vg_one", "lv-one-7-6"),
-                                   h("activate", "vg_one", "lv-one-7-6", "n"),
-                                   h("remove", "vg_one", "lv-one-7-6"))
+    assert w.after_failure() == removed_new_lv("lv-one-7-6")
     assert w.lv("lv-one-7-6") is None
 
 
@@ -524,8 +423,7 @@ def test_mv_of_a_disk_between_hosts_moves_its_activation(world):
     w = world.worker
     ok(world.run("mv", f"node1:{VM_DIR}/disk.0", f"node2:{VM_DIR}/disk.0", "7", "1"))
     assert w.sent() == [*on("node1", h("activate", "vg_one", "lv-one-7-0", "n")),
-                        *on("node2", MOUNT_CHECK, h("activate", "vg_one", "lv-one-7-0", "ey"),
-                            *link_steps(dev("lv-one-7-0"), f"{VM_DIR}/disk.0"),
+                        *on("node2", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
                             h("lvs", "vg_one", "lv-one-7-0"),
                             h("deltag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node1"),
                             h("addtag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node2"))]
@@ -558,8 +456,7 @@ def test_mv_of_a_disk_from_the_frontend_activates_it_on_the_host(world):
     w = world.worker
     w.vg.add("vg_one", "lv-one-7-0", GiB)                      # released at stop
     ok(world.run("mv", f"{FE}:{VM_DIR}/disk.0", f"node2:{VM_DIR}/disk.0", "7", "1"))
-    assert w.sent() == on("node2", MOUNT_CHECK, h("activate", "vg_one", "lv-one-7-0", "ey"),
-                          *link_steps(dev("lv-one-7-0"), f"{VM_DIR}/disk.0"),
+    assert w.sent() == on("node2", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
                           h("lvs", "vg_one", "lv-one-7-0"),
                           h("addtag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node2"))
 
@@ -661,10 +558,7 @@ def test_cpds_of_a_snapshot_grows_the_image_and_reads_the_snapshot(world):
                           h("lvs", "vg_one", "lv-one-7-0-snap-0"),
                           h("lvs", "vg_one", "lv-oneimg-42"),
                           h("extend", "vg_one", "lv-oneimg-42", GiB),
-                          h("activate", "vg_one", "lv-oneimg-42", "ey"),
-                          h("activate", "vg_one", "lv-one-7-0-snap-0", "sy"),
-                          convert(dev("lv-one-7-0-snap-0"), dev("lv-oneimg-42")),
-                          h("activate", "vg_one", "lv-one-7-0-snap-0", "n"),
+                          *copy_into("lv-one-7-0-snap-0", "lv-oneimg-42"),
                           h("activate", "vg_one", "lv-oneimg-42", "n"))
     assert w.lv("lv-oneimg-42").size == GiB
 
@@ -703,12 +597,7 @@ def test_delete_of_disk_n_removes_only_that_disks_lv_and_its_snapshots(world):
     assert w.sent() == on("node1",
                           ("readlink", f"{M}/datastores/0/1/disk.1"),
                           h("lvs", "vg_one"),
-                          h("activate", "vg_one", "lv-one-1-1", "ey"),
-                          ("/sbin/blkdiscard", "--zeroout", dev("lv-one-1-1")),
-                          h("activate", "vg_one", "lv-one-1-1-snap-0", "n"),
-                          h("remove", "vg_one", "lv-one-1-1-snap-0"),
-                          h("activate", "vg_one", "lv-one-1-1", "n"),
-                          h("remove", "vg_one", "lv-one-1-1"),
+                          *zero_and_remove("lv-one-1-1", "lv-one-1-1-snap-0"),
                           ("rm", "-f", f"{M}/datastores/0/1/disk.1"))
     assert w.names() == before - {"lv-one-1-1", "lv-one-1-1-snap-0"}
     del links_before[f"{M}/datastores/0/1/disk.1"]
@@ -779,14 +668,8 @@ def test_delete_of_a_disk_active_on_another_host_deactivates_it_there(world):
     ok(world.run("delete", f"node2:{VM_DIR}/disk.0", "7", "1"))
     assert w.sent() == [*on("node2", ("readlink", f"{VM_DIR}/disk.0"), h("lvs", "vg_one")),
                         *on("node1", h("activate", "vg_one", "lv-one-7-0", "n")),
-                        *on("node2", h("activate", "vg_one", "lv-one-7-0", "ey"),
-                            ("/sbin/blkdiscard", "--zeroout", dev("lv-one-7-0")),
-                            h("activate", "vg_one", "lv-one-7-0-snap-0", "n"),
-                            h("remove", "vg_one", "lv-one-7-0-snap-0"),
-                            h("activate", "vg_one", "lv-one-7-0-snap-10", "n"),
-                            h("remove", "vg_one", "lv-one-7-0-snap-10"),
-                            h("activate", "vg_one", "lv-one-7-0", "n"),
-                            h("remove", "vg_one", "lv-one-7-0"),
+                        *on("node2", *zero_and_remove("lv-one-7-0", "lv-one-7-0-snap-0",
+                                                      "lv-one-7-0-snap-10"),
                             ("rm", "-f", f"{VM_DIR}/disk.0"))]
     assert w.names() == before - {"lv-one-7-0", "lv-one-7-0-snap-0", "lv-one-7-0-snap-10"}
 
@@ -1082,10 +965,7 @@ def test_snap_create_failed_copy_removes_the_snapshot_lv(world):
     w.fail("qemu-img", "convert", host="node1")
     failed(world.run("snap_create", f"node1:{VM_DIR}/disk.0", "1", "7", "1"), 3,
            "Input/output error")
-    assert w.after_failure() == on("node1",
-                                   h("lvs", "vg_one", "lv-one-7-0-snap-1"),
-                                   h("activate", "vg_one", "lv-one-7-0-snap-1", "n"),
-                                   h("remove", "vg_one", "lv-one-7-0-snap-1"))
+    assert w.after_failure() == removed_new_lv("lv-one-7-0-snap-1")
     assert w.lv("lv-one-7-0-snap-1") is None
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
 
@@ -1166,8 +1046,7 @@ def test_monitor_reports_the_vg_from_the_first_bridge_host(world):
     outcome = world.run("monitor", "0")
     ok(outcome)
     assert world.worker.sent() == on("node1", h("vgs", "vg_one"))
-    used = sum(lv.size for lv in world.worker.vg.lvs.values()) // MiB
-    assert outcome.stdout == f"USED_MB={used}\nFREE_MB={102400 - used}\nTOTAL_MB=102400\n"
+    assert outcome.stdout == monitor_output(world.worker)
 
 
 def test_monitor_uses_the_datastores_bridge_list_and_skips_dead_hosts(world):

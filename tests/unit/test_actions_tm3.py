@@ -12,24 +12,21 @@ lv-one-100-* and their links).  The lab keeps proving the real behaviour.
 
 from __future__ import annotations
 
-import os
-import socket
-from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
-from one_gfs2clvm import config as config_module
 from one_gfs2clvm.opennebula import tm3
-from testkit.fakeoned import image_doc, user_doc, vm_doc
-from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker, installed, run_action
+from testkit import actionkit
+from testkit.actionkit import (ALICE, FE, INCOMPLETE, M, MOUNT_CHECK, USED, activate_and_link,
+                               copy_into, dev, h, link_steps, make_config, ok, on, removed_new_lv,
+                               state, users_api, zero_and_remove, world_of)
+from testkit.fakeoned import image_doc, vm_doc
+from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
-M = "/var/lib/one"                        # [storage] gfs2_mount
-FE = socket.gethostname()                 # the front-end, as OpenNebula names it
-SUDO, HELPER = "/usr/bin/sudo", "/usr/sbin/one-gfs2clvm-helper"
-ALICE = 5
-USED = "one-use"
-INCOMPLETE = "one-incomplete"
-FRAMING = ("ERROR MESSAGE --8<------", "ERROR MESSAGE ------>8--")
+# Non-zero exit, exactly one error line (containing `words`) inside the 3.x
+# ERROR MESSAGE framing.
+failed = partial(actionkit.failed, framed=True)
 
 
 def vm_dir(vm_id: int) -> str:
@@ -41,46 +38,16 @@ D7 = vm_dir(7)
 
 # ----------------------------------------------------------------- argv words
 
-def h(verb: str, *args) -> tuple[str, ...]:
-    return (SUDO, "-n", HELPER, verb, *map(str, args))
-
-
-MOUNT_CHECK = ("sh", "-c", 'mountpoint -q "$1"', "gfs2clvm-mount-check", M)
-
-
-def dev(lv: str) -> str:
-    return f"/dev/vg_one/{lv}"
-
-
-def link_steps(target: str, path: str) -> list[tuple[str, ...]]:
-    return [("mkdir", "-p", os.path.dirname(path)), ("ln", "-sfn", target, path)]
-
-
-def convert(source: str, target: str) -> tuple[str, ...]:
-    return ("qemu-img", "convert", "-p", "-n", "-f", "raw", "-O", "raw", "-t", "none", "-W",
-            source, target)
-
-
 def find_links(directory: str) -> tuple[str, ...]:
     return ("find", directory, "-maxdepth", "1", "-name", "disk.*", "-type", "l",
             "-printf", "%f %l\\n")
 
 
-def on(host: str, *argvs) -> list[tuple[str, tuple[str, ...]]]:
-    return [(host, tuple(argv)) for argv in argvs]
-
-
 def removal(lv: str, *snapshots: str, host: str = "node1") -> list:
     """What deleting a VM's own disk LV sends: the VG report, one zero script, one
     removal script (snapshots first), as _remove_vm_disk does."""
-    steps = [h("lvs", "vg_one"), h("activate", "vg_one", lv, "ey"),
-             ("/sbin/blkdiscard", "--zeroout", dev(lv))]
-    for name in (*snapshots, lv):
-        steps += [h("activate", "vg_one", name, "n"), h("remove", "vg_one", name)]
-    return on(host, *steps)
+    return on(host, h("lvs", "vg_one"), *zero_and_remove(lv, *snapshots))
 
-
-# ----------------------------------------------------------------- the worker
 
 # ----------------------------------------------------------------- the world
 
@@ -122,9 +89,7 @@ def build_worker(config, running: bool) -> ScriptedWorker:
 
 def build_api() -> FakeApi:
     """3.x actions ask oned only about lvm:// and vol:// sources."""
-    api = FakeApi()
-    api.add_user(user_doc(0, name="oneadmin", gid=0))
-    api.add_user(user_doc(ALICE, name="alice", gid=1))
+    api = users_api()
     api.add_vm(vm_doc(7, uid=ALICE, gid=1, uname="alice", gname="users",
                       history=[{"hostname": "node1", "ds_id": 0}],
                       disks=[{"image_id": 5}, {"fs": "raw", "size": 512}]))
@@ -132,60 +97,21 @@ def build_api() -> FakeApi:
     return api
 
 
-@dataclass
-class World:
-    config: object
-    worker: ScriptedWorker
-    api: FakeApi
-
-    def run(self, command: str, *argv: str):
-        with installed(self.worker, self.api):
-            return run_action(tm3.COMMANDS[command], f"tm_{command}", list(argv), self.config,
-                              legacy=True, worker=self.worker)
-
-
-def make_world(tmp_path, running: bool = True) -> World:
-    (tmp_path / "locks").mkdir(exist_ok=True)
-    config = config_module.parse(
-        f"[storage]\nvolume_groups = vg_one\ngfs2_mount = {M}\nbridge_hosts = node1, node2\n"
-        f"lock_mode = lvmlockd\nzeroing = on_delete\n"
-        f"[node]\nhelper = {HELPER}\nsudo = {SUDO}\n"
-        f"[locking]\nlock_dir = {tmp_path / 'locks'}\nlock_timeout = 0\n",
-        source="test_actions_tm3.conf")
-    return World(config, build_worker(config, running), build_api())
+def make_world(tmp_path, running: bool = True):
+    config = make_config(tmp_path, "test_actions_tm3.conf")
+    return world_of(config, build_worker(config, running), build_api(),
+                    lambda command: (tm3.COMMANDS[command], f"tm_{command}"), legacy=True)
 
 
 @pytest.fixture
-def world(tmp_path) -> World:
+def world(tmp_path):
     return make_world(tmp_path)
 
 
 @pytest.fixture
-def fresh(tmp_path) -> World:
+def fresh(tmp_path):
     """VM 7 not deployed yet."""
     return make_world(tmp_path, running=False)
-
-
-def ok(outcome) -> None:
-    assert outcome.code == 0, outcome.stderr
-    assert outcome.error_lines() == [], outcome.stderr
-
-
-def failed(outcome, code: int, *words: str) -> str:
-    """Non-zero exit, exactly one error line (containing `words`) inside the 3.x
-    ERROR MESSAGE framing."""
-    assert outcome.code == code, outcome.stderr
-    (line,) = outcome.error_lines()
-    for word in words:
-        assert word in line, line
-    lines = [text for text in outcome.stderr.splitlines() if not text.startswith("INFO:")]
-    assert lines == [FRAMING[0], line, FRAMING[1]]
-    return line
-
-
-def state(worker, name):
-    lv = worker.lv(name)
-    return None if lv is None else (sorted(lv.tags), dict(lv.active))
 
 
 # ================================================================= tm_clone
@@ -193,13 +119,8 @@ def state(worker, name):
 CLONE_7_3 = on("node1",
                h("lvs", "vg_one", "lv-one-7-3", "lv-oneimg-5"),
                h("create", "vg_one", "lv-one-7-3", GiB, INCOMPLETE, f"{USED}=7:3:node1"),
-               h("activate", "vg_one", "lv-one-7-3", "ey"),
-               h("activate", "vg_one", "lv-oneimg-5", "sy"),
-               convert(dev("lv-oneimg-5"), dev("lv-one-7-3")),
-               h("activate", "vg_one", "lv-oneimg-5", "n"),
-               MOUNT_CHECK,
-               h("activate", "vg_one", "lv-one-7-3", "ey"),
-               *link_steps(dev("lv-one-7-3"), f"{D7}/disk.3"),
+               *copy_into("lv-oneimg-5", "lv-one-7-3"),
+               *activate_and_link("lv-one-7-3", f"{D7}/disk.3"),
                h("deltag", "vg_one", "lv-one-7-3", INCOMPLETE))
 
 
@@ -226,11 +147,8 @@ def test_clone_failed_copy_releases_the_image_and_removes_the_lv(world):
     w.fail("qemu-img", "convert", host="node1")
     failed(world.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{D7}/disk.3"), 3,
            "Input/output error")
-    assert w.after_failure() == on("node1",
-                                   h("activate", "vg_one", "lv-oneimg-5", "n"),
-                                   h("lvs", "vg_one", "lv-one-7-3"),
-                                   h("activate", "vg_one", "lv-one-7-3", "n"),
-                                   h("remove", "vg_one", "lv-one-7-3"))
+    assert w.after_failure() == [*on("node1", h("activate", "vg_one", "lv-oneimg-5", "n")),
+                                 *removed_new_lv("lv-one-7-3")]
     assert w.lv("lv-one-7-3") is None and f"{D7}/disk.3" not in w.gfs.links
 
 
@@ -250,9 +168,7 @@ def test_ln_activates_the_image_lv_and_tags_its_use(fresh):
     ok(fresh.run("ln", "fe:vg_one/lv-oneimg-13", f"node1:{D7}/disk.2"))
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-oneimg-13"),
-                          MOUNT_CHECK,
-                          h("activate", "vg_one", "lv-oneimg-13", "ey"),
-                          *link_steps(dev("lv-oneimg-13"), f"{D7}/disk.2"),
+                          *activate_and_link("lv-oneimg-13", f"{D7}/disk.2"),
                           h("lvs", "vg_one", "lv-oneimg-13"),
                           h("addtag", "vg_one", "lv-oneimg-13", f"{USED}=7:2:node1"))
     assert state(w, "lv-oneimg-13") == ([f"{USED}=7:2:node1"], {"node1": "ey"})
@@ -297,9 +213,7 @@ def test_mkswap_failed_mkswap_removes_the_lv(world):
     w = world.worker
     w.fail("/sbin/mkswap", host="node1", stderr="mkswap: error: swap area needs to be larger\n")
     failed(world.run("mkswap", "256", f"node1:{D7}/disk.3"), 3, "swap area")
-    assert w.after_failure() == on("node1", h("lvs", "vg_one", "lv-one-7-3"),
-                                   h("activate", "vg_one", "lv-one-7-3", "n"),
-                                   h("remove", "vg_one", "lv-one-7-3"))
+    assert w.after_failure() == removed_new_lv("lv-one-7-3")
     assert w.lv("lv-one-7-3") is None and f"{D7}/disk.3" not in w.gfs.links
 
 
@@ -322,9 +236,7 @@ def test_mkimage_failed_mkfs_removes_the_lv(world):
     w = world.worker
     w.fail("/sbin/mkfs.xfs", host="node1", stderr="mkfs.xfs: cannot open device\n")
     failed(world.run("mkimage", "256", "xfs", f"node1:{D7}/disk.3"), 3, "cannot open")
-    assert w.after_failure() == on("node1", h("lvs", "vg_one", "lv-one-7-3"),
-                                   h("activate", "vg_one", "lv-one-7-3", "n"),
-                                   h("remove", "vg_one", "lv-one-7-3"))
+    assert w.after_failure() == removed_new_lv("lv-one-7-3")
     assert w.lv("lv-one-7-3") is None
 
 
@@ -358,8 +270,7 @@ def test_context_failed_tar_stops_the_script(world, tmp_path):
 # ================================================================= tm_mv
 
 def moved_to(host: str, lv: str, disk: int, old: str | None) -> list:
-    steps = [MOUNT_CHECK, h("activate", "vg_one", lv, "ey"),
-             *link_steps(dev(lv), f"{D7}/disk.{disk}"), h("lvs", "vg_one", lv)]
+    steps = [*activate_and_link(lv, f"{D7}/disk.{disk}"), h("lvs", "vg_one", lv)]
     if old:
         steps.append(h("deltag", "vg_one", lv, f"{USED}=7:{disk}:{old}"))
     steps.append(h("addtag", "vg_one", lv, f"{USED}=7:{disk}:{host}"))
