@@ -25,13 +25,13 @@ from ..errors import InvalidArgument, NotFound
 from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_source
 from ..streaming import Checksums
 from ..volumes.copies import copy_to_new_volume
+from ..volumes.lifecycle import linked_volume
 from ..volumes.ops import MiB, Disks, Volume, made_tag
 from . import paths, runtime
 from .args import expect
 from .datastore import make_datablock, remove_image
 from .imports import DEFAULT_RESTRICTED, DEFAULT_SAFE, Import
 from .runtime import Action
-from .tm import linked_volume
 
 
 def _image_id(action: Action, text: str, repeated: str) -> int:

@@ -323,45 +323,17 @@ class Import:
 
     # -- lvm:// and vol:// ----------------------------------------------------------
     def _from_volume(self, source) -> None:
-        from .xml import may_use_object, vm_is_quiescent
+        from .vmdisks import copy_source_volume
         if self.owner is None:
             raise InvalidArgument(f"{self.path}: lvm:// and vol:// sources are imported "
                                   f"through OpenNebula (their owner's rights are checked)")
-        owner = self.action.api.user(self.owner.uid)
-        if isinstance(source, LvmSource):
-            vm = self.action.api.vm(source.vm_id)
-            if not vm_is_quiescent(vm):
-                raise InvalidArgument(f"lvm://{source.vm_id}/{source.disk_id}: VM {vm.id} is "
-                                      f"not suspended, stopped, powered off or undeployed")
-            # a copy of a VM's disk is OpenNebula's disk-saveas: MANAGE on the VM
-            what, obj, right = f"VM {vm.id}", vm, "manage"
-            volume = self._vm_disk_volume(vm, source)
-        else:
-            other = self.action.api.image(source.image_id)
-            what, obj, right = f"image {other.id}", other, "use"
-            parsed = parse_source(other.source) if other.source else None
-            volume = image_volume(self.action.config, parsed, f"vol://{other.id}")
-        if not may_use_object(owner, obj, right):
-            raise InvalidArgument(f"image {self.image_id}: its owner {self.owner.uname} "
-                                  f"(uid {self.owner.uid}) may not {right} {what}: refusing "
-                                  f"to copy it")
+        volume = copy_source_volume(self.action, source, f"image {self.image_id}", self.owner)
         copy_host = self.disks.holder(self.host, volume) or self.host
         source_lv = self.disks.lv(copy_host, volume)
         if source_lv is None:
             raise NotFound(f"{volume} does not exist")
         copy_to_new_volume(self.action, self.disks, copy_host, volume, source_lv, self.target,
                            self._new_tags()[1:], undo_hosts=self.bridges)
-
-    def _vm_disk_volume(self, vm, source: LvmSource) -> Volume:
-        """The LV behind lvm://VM/DISK (an image LV for a persistent disk)."""
-        from .tm import disk_volume
-        ds_id = vm.disk(source.disk_id).datastore_id
-        if ds_id is None and vm.last_history is not None:
-            ds_id = vm.last_history.ds_id              # a volatile disk: the system DS
-        volume = disk_volume(self.action, vm, source.disk_id, ds_id)
-        if volume is None:
-            raise InvalidArgument(f"lvm://{vm.id}/{source.disk_id} is not an LV")
-        return volume
 
     # -- stat ------------------------------------------------------------------
     def source_size(self) -> int:
@@ -371,7 +343,9 @@ class Import:
             source = parse_source(self.action.api.image(source.image_id).source)
         volume = None
         if isinstance(source, LvmSource):
-            volume = self._vm_disk_volume(self.action.api.vm(source.vm_id), source)
+            from .vmdisks import lvm_source_volume
+            volume = lvm_source_volume(self.action, self.action.api.vm(source.vm_id),
+                                       source.disk_id)
         elif isinstance(source, LvSource):
             volume = image_volume(self.action.config, source, self.path)
         if volume is not None:

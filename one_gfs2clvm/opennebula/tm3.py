@@ -25,8 +25,9 @@ from ..volumes.ops import Disks, Volume, is_frontend
 from .args import expect, image_source
 from .paths import DiskArg
 from .runtime import Action
-from .tm import (build_context, clone_disk, delete_disk, link_disk, linked_disks,
-                 make_volatile, move_disk, remove_vm_disk)
+from ..volumes.lifecycle import (delete_disk, linked_disks, make_volatile, move_disk,
+                                 remove_vm_disk)
+from .vmdisks import build_context, clone_disk, link_disk
 
 
 def _disk(action: Action, arg: str) -> DiskArg:
