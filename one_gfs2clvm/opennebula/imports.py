@@ -328,10 +328,11 @@ class Import:
             raise InvalidArgument(f"{self.path}: lvm:// and vol:// sources are imported "
                                   f"through OpenNebula (their owner's rights are checked)")
         volume = copy_source_volume(self.action, source, f"image {self.image_id}", self.owner)
-        copy_host = self.disks.holder(self.host, volume) or self.host
-        source_lv = self.disks.lv(copy_host, volume)
-        if source_lv is None:
-            raise NotFound(f"{volume} does not exist")
+        copy_host, source_lv = self.disks.copy_site(self.host, volume)
+        if copy_host != self.host:          # its activation there is what counts
+            source_lv = self.disks.lv(copy_host, volume)
+            if source_lv is None:
+                raise NotFound(f"{volume} does not exist")
         copy_to_new_volume(self.action, self.disks, copy_host, volume, source_lv, self.target,
                            self._new_tags()[1:], undo_hosts=self.bridges)
 

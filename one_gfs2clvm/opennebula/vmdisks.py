@@ -162,7 +162,7 @@ def resolve_copy_source(action: Action, disks: Disks, vm, source, host: str,
         return existing_file(action, disks, host, source.path, legacy), None, host
     if isinstance(source, (LvmSource, VolSource)):
         volume = copy_source_volume(action, source, f"VM {vm.id}", vm)
-        return volume, "raw", disks.holder(host, volume) or host
+        return volume, "raw", disks.copy_site(host, volume)[0]
     if isinstance(source, UrlSource):
         raise InvalidArgument("clone from a URL is not supported: import it into an image "
                               "datastore first")

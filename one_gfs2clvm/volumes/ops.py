@@ -119,13 +119,15 @@ class Disks:
     def uses(self, lv: LogicalVolume) -> list[Use]:
         return [use for use in map(parse_use_tag, lv.tags) if use]
 
-    def holder(self, host: str, volume: Volume) -> str | None:
-        """The host a VM disk is in use on (its one-use tag), to copy it there."""
+    def copy_site(self, host: str, volume: Volume) -> tuple[str, LogicalVolume]:
+        """Where to read `volume` for a copy -- the host a VM uses it on (its
+        one-use tag), else `host` -- and its report as read on `host` (whether
+        it is active is per host: a caller copying elsewhere reads it there)."""
         lv = self.lv(host, volume)
         if lv is None:
             raise NotFound(f"{volume} does not exist")
         uses = self.uses(lv)
-        return uses[0].host if uses else None
+        return (uses[0].host if uses else host), lv
 
     # -- metadata changes (front-end VG lock) ---------------------------------
     def create(self, host: str, volume: Volume, size_bytes: int, tags: list[str],
