@@ -245,6 +245,24 @@ def read_stdin() -> bytes:
     return sys.stdin.buffer.read()
 
 
+def entries(parse: Callable[[Action, str, list[str]], object],
+            functions: dict[str, Callable[[Action, object], None]]
+            ) -> dict[str, Callable[[Action, list[str]], None]]:
+    """Each action's argv-level entry, the same for every front door: its
+    layout's one parser turns the argv into the typed request (every check
+    before any remote call), the action is bound to the request's VM (its log
+    lines, its per-VM lock), then the action runs on the request."""
+    def entry_for(name: str, function):
+        def entry(action: Action, argv: list[str]) -> None:
+            request = parse(action, name, argv)
+            if request.vm_id is not None:
+                action.bind_vm(request.vm_id)
+            function(action, request)
+        entry.__name__, entry.__doc__ = function.__name__, function.__doc__
+        return entry
+    return {name: entry_for(name, function) for name, function in functions.items()}
+
+
 @dataclass(frozen=True)
 class FrontDoor:
     """One calling convention's entry point: the installed scripts call

@@ -23,14 +23,14 @@ from __future__ import annotations
 import os
 
 from ..errors import DriverError, InvalidArgument, LockContention, NotFound
-from ..names import HOST_RE, IsoxSource, LvSource, Use, check_host, parse_id, vm_disk_lv
+from ..names import IsoxSource, LvSource, Use, vm_disk_lv
 from ..volumes.copies import copy_into, restore
 from ..volumes.lifecycle import (delete_disk, delete_vm_dir, linked_volume, make_volatile,
                                  move_dir, move_disk, release_use)
-from ..volumes.ops import (INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, is_frontend,
-                           snapshot_volume)
-from . import paths, runtime
-from .args import expect, image_source, tm_source
+from ..volumes.ops import INCOMPLETE_TAG, MiB, Disks, Volume, is_frontend, snapshot_volume
+from . import runtime
+from .args import (ContextDisk, DatastoreOnly, DiskFromImage, DiskSize, DiskSnapshot, Migration,
+                   Move, NewDisk, Remove, SaveDisk, parse_tm)
 from .paths import DiskArg
 from .runtime import Action
 from .vmdisks import bridges, build_context, clone_disk, datastore_vg, disk_volume, link_disk
@@ -38,161 +38,96 @@ from .vmdisks import bridges, build_context, clone_disk, datastore_vg, disk_volu
 SYSTEM_TM = "gfs2clvm"       # the TM_MAD of this driver (volatile disks belong to it)
 
 
-def _disk_arg(action: Action, text: str, vm_id: int, system_ds: int | None = None) -> DiskArg:
-    return paths.disk_arg(action.config, text, vm_id, system_ds)
-
-
-# ----------------------------------------------------------------- lookups
-
 # ----------------------------------------------------------------- clone / ln
 
-def clone(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "clone fe:SOURCE host:dir/disk.N VMID DSID")
-    vm_id = parse_id(vm_arg, "VM id")
-    ds_id = parse_id(ds_arg, "datastore id")
-    dst = _disk_arg(action, dst_arg, vm_id)
-    source = image_source(action.config, src_arg)
-    action.bind_vm(vm_id)
-    if isinstance(source, IsoxSource):
-        clone_disk(action, source, dst, None, 0)
+def clone(action: Action, req: DiskFromImage) -> None:
+    if isinstance(req.source, IsoxSource):
+        clone_disk(action, req.source, req.disk, None, 0)
         return
-    vm = action.api.vm(vm_id)
-    clone_disk(action, source, dst, datastore_vg(action, ds_id),
-               vm.disk(dst.disk_id).size_mb or 0, vm, bridges(action, ds_id))
+    vm = action.api.vm(req.vm_id)
+    clone_disk(action, req.source, req.disk, datastore_vg(action, req.ds_id),
+               vm.disk(req.disk.disk_id).size_mb or 0, vm, bridges(action, req.ds_id))
 
 
-def ln(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "ln fe:SOURCE host:dir/disk.N VMID DSID")
-    vm_id = parse_id(vm_arg, "VM id")
-    parse_id(ds_arg, "datastore id")
-    dst = _disk_arg(action, dst_arg, vm_id)
-    source = image_source(action.config, src_arg)
-    action.bind_vm(vm_id)
+def ln(action: Action, req: DiskFromImage) -> None:
     readonly = False
-    if isinstance(source, LvSource):
-        readonly = action.api.vm(action.vm_id).disk(dst.disk_id).readonly
-    link_disk(action, source, dst, readonly)
+    if isinstance(req.source, LvSource):
+        readonly = action.api.vm(req.vm_id).disk(req.disk.disk_id).readonly
+    link_disk(action, req.source, req.disk, readonly)
 
 
 # ----------------------------------------------------------------- volatile disks
 
-def mkimage(action: Action, argv: list[str]) -> None:
-    size_arg, fmt, dst_arg, vm_arg, ds_arg = expect(
-        argv, 5, "mkimage SIZE FORMAT host:dir/disk.N VMID DSID")
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    size_mb = parse_id(size_arg, "size")
-    dst = _disk_arg(action, dst_arg, vm_id, ds_id)
-    action.bind_vm(vm_id)
-    fs = ""
-    if fmt != "swap":
-        fs = action.api.vm(action.vm_id).disk(dst.disk_id).fs or ""
-    make_volatile(action, size_mb, dst, datastore_vg(action, ds_id),
-                  "swap" if fmt == "swap" else fs)
+def mkimage(action: Action, req: NewDisk) -> None:
+    fs = req.fs
+    if fs is None:                      # FORMAT is not swap: the disk's FS, if any
+        fs = action.api.vm(req.vm_id).disk(req.disk.disk_id).fs or ""
+    make_volatile(action, req.size_mb, req.disk, datastore_vg(action, req.ds_id), fs)
 
 
-def mkswap(action: Action, argv: list[str]) -> None:
-    size_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "mkswap SIZE host:dir/disk.N VMID DSID")
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    size_mb = parse_id(size_arg, "size")
-    dst = _disk_arg(action, dst_arg, vm_id, ds_id)
-    action.bind_vm(vm_id)
-    make_volatile(action, size_mb, dst, datastore_vg(action, ds_id), "swap")
+mkswap = mkimage
 
 
 # ----------------------------------------------------------------- context
 
-def context(action: Action, argv: list[str]) -> None:
-    if len(argv) < 4:
-        raise InvalidArgument("usage: context FILE... host:dir/disk.N VMID DSID")
-    *files, dst_arg, vm_arg, ds_arg = argv
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    dst = _disk_arg(action, dst_arg, vm_id, ds_id)
-    action.bind_vm(vm_id)
-    build_context(action, files, dst)
+def context(action: Action, req: ContextDisk) -> None:
+    build_context(action, list(req.files), req.disk)
 
 
 # ----------------------------------------------------------------- mv / delete
 
-def mv(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, vm_arg, ds_arg = expect(argv, 4, "mv hostA:path hostB:path VMID DSID")
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    config = action.config
-    if not paths.is_disk_path(dst_arg):
-        # the VM directory; a migration may come from another system datastore
-        src = paths.dir_arg(config, src_arg, vm_id, what="source directory")
-        dst = paths.dir_arg(config, dst_arg, vm_id, ds_id, what="destination directory")
-        action.bind_vm(vm_id)
-        move_dir(action, Disks(action), src, dst)
-        return
-    src = paths.disk_arg(config, src_arg, vm_id, what="source disk")
-    dst = paths.disk_arg(config, dst_arg, vm_id, what="destination disk")
-    if src.disk_id != dst.disk_id:
-        raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: not the same disk")
-    action.bind_vm(vm_id)
+def mv(action: Action, req: Move) -> None:
     disks = Disks(action)
-    disk_id = dst.disk_id
-    vm = action.api.vm(action.vm_id)
-    volume = disk_volume(action, vm, disk_id, ds_id)
+    if not isinstance(req.dst, DiskArg):
+        move_dir(action, disks, req.src, req.dst)
+        return
+    disk_id = req.dst.disk_id
+    vm = action.api.vm(req.vm_id)
+    volume = disk_volume(action, vm, disk_id, req.ds_id)
     if volume is None:                          # an ISO symlink: GFS2 keeps it
         return
-    move_disk(action, disks, volume, disk_id, src, dst, vm.disk(disk_id).readonly,
-              bridges(action, ds_id))
+    move_disk(action, disks, volume, disk_id, req.src, req.dst, vm.disk(disk_id).readonly,
+              bridges(action, req.ds_id))
 
 
-def delete(action: Action, argv: list[str]) -> None:
-    path_arg, vm_arg, ds_arg = expect(argv, 3, "delete host:path VMID DSID")
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    if paths.is_disk_path(path_arg):
-        target = paths.disk_arg(action.config, path_arg, vm_id)
-    else:                        # the VM directory: of this VM in this system datastore
-        target = paths.dir_arg(action.config, path_arg, vm_id, ds_id)
-    action.bind_vm(vm_id)
+def delete(action: Action, req: Remove) -> None:
     disks = Disks(action)
-    host = disks.worker(target.host, bridges(action, ds_id))
+    target = req.target
+    host = disks.worker(target.host, bridges(action, req.ds_id))
     if not isinstance(target, DiskArg):
         delete_vm_dir(action, disks, host, target.path)
         return
-    disk_id = target.disk_id
     volume = linked_volume(disks, host, target.path)
     if volume is None:
         try:
-            volume = disk_volume(action, action.api.vm(action.vm_id), disk_id, ds_id)
+            volume = disk_volume(action, action.api.vm(req.vm_id), target.disk_id, req.ds_id)
         except InvalidArgument:                 # the disk is gone from the template
-            volume = Volume(datastore_vg(action, ds_id), vm_disk_lv(action.vm_id, disk_id))
-    delete_disk(action, disks, host, target.path, disk_id, volume)
+            volume = Volume(datastore_vg(action, req.ds_id),
+                            vm_disk_lv(req.vm_id, target.disk_id))
+    delete_disk(action, disks, host, target.path, target.disk_id, volume)
 
 
 # ----------------------------------------------------------------- persistent / saveas
 
-def mvds(action: Action, argv: list[str]) -> None:
-    disk_arg, source_arg, vm_arg, ds_arg = expect(argv, 4, "mvds host:dir/disk.N SOURCE VMID DSID")
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    disk = _disk_arg(action, disk_arg, vm_id)
-    volume = image_volume(action.config, tm_source(source_arg), "mvds")
-    action.bind_vm(vm_id)
+def mvds(action: Action, req: SaveDisk) -> None:
     disks = Disks(action)
-    host = disks.worker(disk.host, bridges(action, ds_id))
-    release_use(action, disks, host, volume, disk.disk_id)
-    disks.unlink(host, disk.path)
+    host = disks.worker(req.disk.host, bridges(action, req.ds_id))
+    release_use(action, disks, host, req.image, req.disk.disk_id)
+    disks.unlink(host, req.disk.path)
 
 
-def cpds(action: Action, argv: list[str]) -> None:
-    disk_arg, source_arg, snap_arg, vm_arg, ds_arg = expect(
-        argv, 5, "cpds host:dir/disk.N SOURCE SNAPID VMID DSID")
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    snap_id = -1 if snap_arg == "-1" else parse_id(snap_arg, "snapshot id")
-    disk = _disk_arg(action, disk_arg, vm_id)
-    target = image_volume(action.config, tm_source(source_arg), "cpds")
-    action.bind_vm(vm_id)
+def cpds(action: Action, req: SaveDisk) -> None:
     disks = Disks(action)
-    vm = action.api.vm(action.vm_id)
-    disk_ds = vm.disk(disk.disk_id).datastore_id
-    volume = disk_volume(action, vm, disk.disk_id, disk_ds if disk_ds is not None else ds_id)
+    vm = action.api.vm(req.vm_id)
+    disk_ds = vm.disk(req.disk.disk_id).datastore_id
+    volume = disk_volume(action, vm, req.disk.disk_id,
+                         disk_ds if disk_ds is not None else req.ds_id)
     if volume is None:
-        raise InvalidArgument(f"disk {disk.disk_id} of VM {vm.id} is not an LV")
-    if snap_id >= 0:
-        volume = snapshot_volume(volume, snap_id)
-    host = disks.worker(disk.host, bridges(action, ds_id))
+        raise InvalidArgument(f"disk {req.disk.disk_id} of VM {vm.id} is not an LV")
+    if req.snap_id >= 0:
+        volume = snapshot_volume(volume, req.snap_id)
+    target = req.image
+    host = disks.worker(req.disk.host, bridges(action, req.ds_id))
     source_lv, target_lv = disks.lv(host, volume), disks.lv(host, target)
     if source_lv is None:
         raise NotFound(f"{volume} does not exist")
@@ -210,34 +145,14 @@ def cpds(action: Action, argv: list[str]) -> None:
 
 # ----------------------------------------------------------------- live migration
 
-def premigrate(action: Action, argv: list[str]) -> None:
-    _migrate(action, argv, "premigrate")
-
-
-def postmigrate(action: Action, argv: list[str]) -> None:
-    _migrate(action, argv, "postmigrate")
-
-
-def failmigrate(action: Action, argv: list[str]) -> None:
-    _migrate(action, argv, "failmigrate")
-
-
-def _migrate(action: Action, argv: list[str], phase: str) -> None:
-    src, dst, sysdir, vm_arg, ds_arg, caller = expect(
-        argv, 5, f"{phase} SRCHOST DSTHOST SYSDIR VMID SYSDS [CALLING_TM]", optional=1)
-    vm_id, sys_ds = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    src, dst = check_host(src), check_host(dst)
-    for host in (src, dst):            # a live migration runs between two hosts
-        if is_frontend(host):
-            raise InvalidArgument(f"{phase}: {host} is the front-end, not a host a VM runs on")
-    paths.check_sysdir(action.config, sysdir, vm_id, sys_ds)
-    if caller and not HOST_RE.fullmatch(caller):
-        raise InvalidArgument(f"invalid CALLING_TM {caller!r}")
-    action.bind_vm(vm_id)
+def migrate(action: Action, req: Migration) -> None:
+    """premigrate / postmigrate / failmigrate: the phase is in the request."""
+    phase, src, dst = req.phase, req.src_host, req.dst_host
     from .xml import parse_vm_base64
     vm = parse_vm_base64(action.stdin.decode("ascii", "replace"))
-    if vm.id != vm_id:
-        raise InvalidArgument(f"{phase}: the VM document on stdin is VM {vm.id}, not VM {vm_id}")
+    if vm.id != req.vm_id:
+        raise InvalidArgument(f"{phase}: the VM document on stdin is VM {vm.id}, "
+                              f"not VM {req.vm_id}")
     disks = Disks(action)
     ours, others = [], set()
     for disk in vm.disks:
@@ -245,7 +160,7 @@ def _migrate(action: Action, argv: list[str], phase: str) -> None:
         if tm != SYSTEM_TM:
             others.add(tm)
             continue
-        ds = disk.datastore_id if disk.datastore_id is not None else sys_ds
+        ds = disk.datastore_id if disk.datastore_id is not None else req.ds_id
         volume = disk_volume(action, vm, disk.disk_id, ds)
         if volume is not None:
             ours.append((disk, volume))
@@ -273,8 +188,11 @@ def _migrate(action: Action, argv: list[str], phase: str) -> None:
                 disks.deactivate(dst, volume, tolerate_unreachable=True)
                 disks.activate_and_link(src, volume, "shared" if readonly else "exclusive")
         action.log(f"{phase}: {volume} handled ({src} -> {dst})")
-    if not caller:
-        _dispatch_other_tms(action, phase, sorted(others), [src, dst, sysdir, vm_arg, ds_arg])
+    if not req.caller:
+        _dispatch_other_tms(action, phase, sorted(others), list(req.forwarded))
+
+
+premigrate = postmigrate = failmigrate = migrate
 
 
 def _dispatch_other_tms(action: Action, phase: str, tms: list[str], args: list[str]) -> None:
@@ -299,17 +217,13 @@ def _dispatch_other_tms(action: Action, phase: str, tms: list[str], args: list[s
 
 # ----------------------------------------------------------------- resize / snapshots
 
-def resize(action: Action, argv: list[str]) -> None:
-    disk_arg, size_arg, vm_arg, ds_arg = expect(argv, 4, "resize host:dir/disk.N SIZE VMID DSID")
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    disk = _disk_arg(action, disk_arg, vm_id)
-    size = parse_id(size_arg, "size") * MiB
-    action.bind_vm(vm_id)
+def resize(action: Action, req: DiskSize) -> None:
+    size = req.size_mb * MiB
     disks = Disks(action)
-    volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
+    volume = disk_volume(action, action.api.vm(req.vm_id), req.disk.disk_id, req.ds_id)
     if volume is None:
         raise InvalidArgument("this disk is not an LV: nothing to resize")
-    host = disks.worker(disk.host, bridges(action, ds_id))
+    host = disks.worker(req.disk.host, bridges(action, req.ds_id))
     lv = disks.lv(host, volume)
     if lv is None:
         raise NotFound(f"{volume} does not exist")
@@ -330,23 +244,18 @@ def resize(action: Action, argv: list[str]) -> None:
     action.log(f"{volume} grown from {lv.size_bytes // MiB} to {size // MiB} MB")
 
 
-def _snapshot_args(action: Action, argv: list[str], usage: str):
-    disk_arg, snap_arg, vm_arg, ds_arg = expect(argv, 4, usage)
-    vm_id, ds_id = parse_id(vm_arg, "VM id"), parse_id(ds_arg, "datastore id")
-    disk = _disk_arg(action, disk_arg, vm_id)
-    snap_id = parse_id(snap_arg, "snapshot id")
-    action.bind_vm(vm_id)
+def _snapshot_of(action: Action, req: DiskSnapshot):
+    """(disks, host, the disk's volume, its snapshot's volume)."""
     disks = Disks(action)
-    volume = disk_volume(action, action.api.vm(action.vm_id), disk.disk_id, ds_id)
+    volume = disk_volume(action, action.api.vm(req.vm_id), req.disk.disk_id, req.ds_id)
     if volume is None:
         raise InvalidArgument("this disk is not an LV: no snapshots")
-    snapshot = snapshot_volume(volume, snap_id)
-    return disks, disks.worker(disk.host, bridges(action, ds_id)), volume, snapshot
+    snapshot = snapshot_volume(volume, req.snap_id)
+    return disks, disks.worker(req.disk.host, bridges(action, req.ds_id)), volume, snapshot
 
 
-def snap_create(action: Action, argv: list[str]) -> None:
-    disks, host, volume, snapshot = _snapshot_args(
-        action, argv, "snap_create host:dir/disk.N SNAPID VMID DSID")
+def snap_create(action: Action, req: DiskSnapshot) -> None:
+    disks, host, volume, snapshot = _snapshot_of(action, req)
     existing = disks.lv(host, snapshot)
     if existing is not None and INCOMPLETE_TAG not in existing.tags:
         action.log(f"{snapshot} already exists")
@@ -364,17 +273,15 @@ def snap_create(action: Action, argv: list[str]) -> None:
     action.log(f"snapshot {snapshot} of {volume} taken")
 
 
-def snap_delete(action: Action, argv: list[str]) -> None:
-    disks, host, _, snapshot = _snapshot_args(
-        action, argv, "snap_delete host:dir/disk.N SNAPID VMID DSID")
+def snap_delete(action: Action, req: DiskSnapshot) -> None:
+    disks, host, _, snapshot = _snapshot_of(action, req)
     disks.remove(host, snapshot)
 
 
-def snap_revert(action: Action, argv: list[str]) -> None:
+def snap_revert(action: Action, req: DiskSnapshot) -> None:
     """The disk's bytes become the snapshot's (its tail zeroed if the disk grew
     after the snapshot); the disk stays active where it was."""
-    disks, host, volume, snapshot = _snapshot_args(
-        action, argv, "snap_revert host:dir/disk.N SNAPID VMID DSID")
+    disks, host, volume, snapshot = _snapshot_of(action, req)
     known = disks.lvs(host, [volume, snapshot])
     snap_lv = known.get(snapshot)
     if snap_lv is None or INCOMPLETE_TAG in snap_lv.tags:
@@ -386,9 +293,8 @@ def snap_revert(action: Action, argv: list[str]) -> None:
 
 # ----------------------------------------------------------------- monitor
 
-def monitor(action: Action, argv: list[str]) -> None:
-    (ds_arg,) = expect(argv, 1, "monitor DSID")
-    ds_id = parse_id(ds_arg, "datastore id")
+def monitor(action: Action, req: DatastoreOnly) -> None:
+    ds_id = req.ds_id
     from .xml import parse_driver_action
     data = parse_driver_action(action.stdin.decode("ascii", "replace")) if action.stdin else None
     ds = data.datastore if data is not None and data.datastore is not None else \
@@ -403,13 +309,13 @@ def monitor(action: Action, argv: list[str]) -> None:
 
 # ----------------------------------------------------------------- entry point
 
-ACTIONS = {
+ACTIONS = runtime.entries(parse_tm, {
     "clone": clone, "ln": ln, "mkimage": mkimage, "mkswap": mkswap, "context": context,
     "mv": mv, "mvds": mvds, "cpds": cpds, "delete": delete, "premigrate": premigrate,
     "postmigrate": postmigrate, "failmigrate": failmigrate, "resize": resize,
     "snap_create": snap_create, "snap_delete": snap_delete, "snap_revert": snap_revert,
     "monitor": monitor,
-}
+})
 
 
 main = runtime.FrontDoor(

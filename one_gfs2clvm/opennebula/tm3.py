@@ -17,84 +17,44 @@ GFS2 (the truth about what the VM uses) plus the VM's own LVs by exact name.
 
 from __future__ import annotations
 
-from ..errors import InvalidArgument
 from ..names import HostPath, parse_lv_name
-from . import paths, runtime
-from ..names import parse_id
-from ..volumes.ops import Disks, Volume, is_frontend
-from .args import expect, image_source
-from .paths import DiskArg
-from .runtime import Action
+from ..errors import InvalidArgument
 from ..volumes.lifecycle import (delete_disk, linked_disks, make_volatile, move_disk,
                                  remove_vm_disk)
+from ..volumes.ops import Disks, Volume, is_frontend
+from . import paths, runtime
+from .args import ContextDisk, DiskFromImage, Move, NewDisk, Remove
+from .args3 import parse_tm3
+from .paths import DiskArg
+from .runtime import Action
 from .vmdisks import build_context, clone_disk, link_disk
 
 
-def _disk(action: Action, arg: str) -> DiskArg:
-    """A host-side 3.x disk, <gfs2>/<vid>/images/disk.N (paths.disk_arg3); the
-    VM id comes from it."""
-    dst = paths.disk_arg3(action.config, arg)
-    if dst.path != f"{paths.vm_dir3(action.config, dst.vm_id)}/disk.{dst.disk_id}":
-        raise InvalidArgument(f"refusing disk {arg!r}: it must be "
-                              f"{paths.vm_dir3(action.config, dst.vm_id)}/disk.<N>")
-    action.bind_vm(dst.vm_id)
-    return dst
+def clone3(action: Action, req: DiskFromImage) -> None:
+    clone_disk(action, req.source, req.disk, action.config.default_vg, req.size_mb, legacy=True)
 
 
-def clone3(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg, size_arg = expect(argv, 2, "tm_clone.sh fe:SOURCE host:dir/disk.N [SIZE]",
-                                       optional=1)
-    size_mb = parse_id(size_arg, "size") if size_arg else 0
-    dst = _disk(action, dst_arg)
-    clone_disk(action, image_source(action.config, src_arg, legacy=True), dst,
-               action.config.default_vg, size_mb, legacy=True)
+def ln3(action: Action, req: DiskFromImage) -> None:
+    link_disk(action, req.source, req.disk, readonly=False, legacy=True)
 
 
-def ln3(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg = expect(argv, 2, "tm_ln.sh fe:SOURCE host:dir/disk.N")
-    dst = _disk(action, dst_arg)
-    link_disk(action, image_source(action.config, src_arg, legacy=True), dst, readonly=False,
-              legacy=True)
+def mkimage3(action: Action, req: NewDisk) -> None:
+    make_volatile(action, req.size_mb, req.disk, action.config.default_vg, req.fs)
 
 
-def mkswap3(action: Action, argv: list[str]) -> None:
-    size_arg, dst_arg = expect(argv, 2, "tm_mkswap.sh SIZE host:dir/disk.N")
-    size_mb = parse_id(size_arg, "size")
-    make_volatile(action, size_mb, _disk(action, dst_arg), action.config.default_vg, "swap")
+mkswap3 = mkimage3
 
 
-def mkimage3(action: Action, argv: list[str]) -> None:
-    size_arg, fs, dst_arg = expect(argv, 3, "tm_mkimage.sh SIZE FSTYPE host:dir/disk.N")
-    size_mb = parse_id(size_arg, "size")
-    make_volatile(action, size_mb, _disk(action, dst_arg), action.config.default_vg,
-                  "" if fs in ("raw", "-") else fs)
+def context3(action: Action, req: ContextDisk) -> None:
+    build_context(action, list(req.files), req.disk)
 
 
-def context3(action: Action, argv: list[str]) -> None:
-    if len(argv) < 2:
-        raise InvalidArgument("usage: tm_context.sh FILE... host:dir/disk.N")
-    *files, dst_arg = argv
-    build_context(action, files, _disk(action, dst_arg))
-
-
-def mv3(action: Action, argv: list[str]) -> None:
-    src_arg, dst_arg = expect(argv, 2, "tm_mv.sh hostA:path hostB:path")
-    config = action.config
-    if paths.is_disk_path(src_arg):
-        src = paths.disk_arg3(config, src_arg, "source disk")
-        dst = paths.disk_arg3(config, dst_arg, "destination disk")
-    else:
-        src = paths.dir_arg3(config, src_arg, "source directory")
-        dst = paths.dir_arg3(config, dst_arg, "destination directory")
-    if src.vm_id != dst.vm_id:
-        raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: two different VMs")
-    action.bind_vm(src.vm_id)
+def mv3(action: Action, req: Move) -> None:
     disks = Disks(action)
-    vm_dir = paths.vm_dir3(config, src.vm_id)
+    src, dst = req.src, req.dst
+    vm_dir = paths.vm_dir3(action.config, req.vm_id)
     if isinstance(src, DiskArg):
         # a persistent disk saved back at epilog: release it (its data is the image)
-        if src.disk_id != dst.disk_id:
-            raise InvalidArgument(f"refusing mv {src_arg!r} {dst_arg!r}: not the same disk")
         host = disks.worker(src.host)
         for disk_id, _, volume in linked_disks(disks, host, vm_dir):
             if disk_id == src.disk_id and volume is not None:
@@ -109,24 +69,16 @@ def mv3(action: Action, argv: list[str]) -> None:
                       HostPath(dst.host, link), readonly=False)
 
 
-def delete3(action: Action, argv: list[str]) -> None:
-    (path_arg,) = expect(argv, 1, "tm_delete.sh host:/var/lib/one/<vid>/images")
-    if paths.is_disk_path(path_arg):
-        disk = _disk(action, path_arg)
-        disks = Disks(action)
-        host = disks.worker(disk.host)
-        volume = next((v for d, _, v in linked_disks(disks, host, disk.sysdir)
-                       if d == disk.disk_id), None)
-        delete_disk(action, disks, host, disk.path, disk.disk_id, volume)
-        return
-    target = paths.dir_arg3(action.config, path_arg)
-    directory = paths.vm_dir3(action.config, target.vm_id)
-    if target.path != directory:
-        raise InvalidArgument(f"refusing VM directory {path_arg!r}: it must be {directory}")
-    action.bind_vm(target.vm_id)
+def delete3(action: Action, req: Remove) -> None:
     disks = Disks(action)
+    target = req.target
     host = disks.worker(target.host)
-    for disk_id, link, volume in linked_disks(disks, host, directory):
+    if isinstance(target, DiskArg):
+        volume = next((v for d, _, v in linked_disks(disks, host, target.sysdir)
+                       if d == target.disk_id), None)
+        delete_disk(action, disks, host, target.path, target.disk_id, volume)
+        return
+    for disk_id, link, volume in linked_disks(disks, host, target.path):
         delete_disk(action, disks, host, link, disk_id, volume)
     # the VM's own LVs that no link names any more (an interrupted deploy): exact names
     vg = action.config.default_vg
@@ -135,14 +87,15 @@ def delete3(action: Action, argv: list[str]) -> None:
             name = parse_lv_name(lv.name)
         except InvalidArgument:
             continue
-        if name.kind == "vm_disk" and name.vm_id == action.vm_id:
+        if name.kind == "vm_disk" and name.vm_id == req.vm_id:
             remove_vm_disk(action, disks, host, Volume(vg, lv.name))
     action.cluster.run_steps(host, action.cluster.mount_check() + [["rm", "-rf", target.path]])
     action.log(f"removed {target.path}")
 
 
-COMMANDS = {"clone": clone3, "ln": ln3, "mkswap": mkswap3, "mkimage": mkimage3, "mv": mv3,
-            "delete": delete3, "context": context3}
+COMMANDS = runtime.entries(parse_tm3, {
+    "clone": clone3, "ln": ln3, "mkswap": mkswap3, "mkimage": mkimage3, "mv": mv3,
+    "delete": delete3, "context": context3})
 
 
 main = runtime.FrontDoor("3.x TM command", COMMANDS, label="tm_{}", legacy=True).main

@@ -185,9 +185,15 @@ def test_missing_and_unreadable_file(tmp_path):
 
 
 
-def test_host_names_are_matched_whole():
-    """One host rule (names.HOST_RE), applied with fullmatch: no trailing newline."""
-    from one_gfs2clvm.config import _check_host
-    with pytest.raises(ConfigError, match="invalid host name 'node1\\\\n'"):
-        _check_host("node1\n", "c.conf", "[storage] bridge_hosts")
-    _check_host("node-1.example.org", "c.conf", "[storage] bridge_hosts")
+def test_host_names_are_checked_whole():
+    """One host rule (names.HOST_RE, fullmatch) for bridge_hosts and [ssh.hosts]."""
+    base = "[storage]\nvolume_groups = vg1\n"
+    with pytest.raises(ConfigError, match="c.conf: \\[storage\\] bridge_hosts: invalid host "
+                                          "name '-oProxyCommand=x'"):
+        config.parse(base + "bridge_hosts = node1, -oProxyCommand=x\n", "c.conf")
+    with pytest.raises(ConfigError, match="c.conf: \\[ssh.hosts\\]: invalid host name "
+                                          "'node1;x'"):
+        config.parse(base + "[ssh.hosts]\nnode1;x = 10.0.0.1\n", "c.conf")
+    good = config.parse(base + "bridge_hosts = node-1.example.org\n"
+                        "[ssh.hosts]\nnode-1.example.org = 10.0.0.1\n", "c.conf")
+    assert good.bridge_hosts == ("node-1.example.org",)
