@@ -74,6 +74,15 @@ class LockContention(LvmError):
     """An LV or VG lock is held elsewhere (lvmlockd/clvmd) and retries ran out."""
 
 
+class InUse(LockContention):
+    """A volume is in use: a VM holds it, or it is open on a host."""
+
+
+class NotOurs(LockContention):
+    """An LV with the name an action would create exists but another maker made
+    it (its tags say so): it is never taken over."""
+
+
 class ActivationError(LvmError):
     """An LV could not be activated/deactivated as the policy requires."""
 
@@ -85,6 +94,11 @@ class LockManagerDown(LvmError):
 
 class NotFound(LvmError):
     """An LV or VG that must exist does not."""
+
+
+class SourceNotFound(NotFound):
+    """The source of a copy or import (image LV, snapshot, image file, lvm:// or
+    vol:// volume) does not exist."""
 
 
 class LockTimeout(DriverError):

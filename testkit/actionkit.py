@@ -9,7 +9,8 @@ lists built from what is here:
   `receiver`, `MOUNT_CHECK`, `on` (argvs on one host); the LV tag words
   (`USED`, `INCOMPLETE`, `RO`, `made`);
 * the scripts every door sends alike: `activate_and_link`, `copy_into`,
-  `removed_new_lv` (the undo of a created LV), `zero_and_remove`;
+  `failed_copy_undone` (what follows a failed copy), `removed_new_lv` (the
+  undo of a created LV), `zero_and_remove`;
 * checks: `ok`, `failed` (with the 3.x framing, or nothing on stdout, as a
   door wants), `state` (an LV's tags and activations), `monitor_output`;
 * the world: `make_config` (the one configuration, lock mode and zeroing as
@@ -108,12 +109,27 @@ def removed_new_lv(lv: str, host: str = "node1") -> list:
               h("remove", "vg_one", lv))
 
 
-def zero_and_remove(lv: str, *snapshots: str) -> list[tuple[str, ...]]:
+def failed_copy_undone(source: str | None, target: str, host: str = "node1",
+                       removed: bool = True) -> list:
+    """What follows a failed copy script (volumes.copies.copy_into) on `host`, each
+    step alone: the `source` LV released (None: nothing to release -- a file, or
+    an LV already active there), `target` deactivated; then, when `removed`
+    (the action created `target`), the undo removing it (removed_new_lv)."""
+    release = [h("activate", "vg_one", source, "n")] if source is not None else []
+    steps = on(host, *release, h("activate", "vg_one", target, "n"))
+    return steps + (removed_new_lv(target, host) if removed else [])
+
+
+def zero_and_remove(lv: str | None, *snapshots: str) -> list[tuple[str, ...]]:
     """Removing `lv` with its snapshot LVs (zeroing on_delete): one script that
-    activates it exclusively and zeroes it, one that deactivates and removes
-    the snapshots, in the order given, then the LV."""
-    steps = [h("activate", "vg_one", lv, "ey"), ("/sbin/blkdiscard", "--zeroout", dev(lv))]
-    for name in (*snapshots, lv):
+    activates each exclusively and zeroes it (the LV first, then the
+    snapshots), one that deactivates and removes the snapshots, in the order
+    given, then the LV.  `lv` None: the LV is gone, only its snapshots left."""
+    names = ([lv] if lv else []) + list(snapshots)
+    steps = []
+    for name in names:
+        steps += [h("activate", "vg_one", name, "ey"), ("/sbin/blkdiscard", "--zeroout", dev(name))]
+    for name in (*snapshots, *([lv] if lv else [])):
         steps += [h("activate", "vg_one", name, "n"), h("remove", "vg_one", name)]
     return steps
 

@@ -14,19 +14,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import DriverError, InvalidArgument, NotFound
+from ..errors import DriverError, InvalidArgument, NotFound, SourceNotFound
 from ..names import IsoxSource, LvSource, check_host, image_lv, parse_lv_name, parse_source, shown
 from ..volumes.copies import Read, copy_to_new_volume, restore
 from ..volumes.ops import (INCOMPLETE_TAG, MiB, Disks, Volume, check_snapshot, image_volume,
                            made_tag, mkfs_command, refuse_if_used, snapshot_volume,
                            snapshots_of, writers, zero_and_remove)
 from . import paths, runtime
-from .args import action_bridges, action_vg, driver_action, reply
+from .args import DriverCall, action_bridges, action_vg, parse_datastore, reply
 from .runtime import Action
 
 
-def mkfs(action: Action, argv: list[str]) -> None:
-    image_id, data = driver_action(action, argv)
+def mkfs(action: Action, req: DriverCall) -> None:
+    image_id, data = req.obj_id, req.data
     image = data.image
     if image is None or not image.size_mb:
         raise InvalidArgument("mkfs: the IMAGE has no SIZE")
@@ -67,8 +67,8 @@ def make_datablock(action: Action, volume: Volume, size_mb: int, fs: str,
     action.log(f"datablock {volume} ({size_mb} MB{', ' + fs if fs else ''}) ready")
 
 
-def rm(action: Action, argv: list[str]) -> None:
-    image_id, data = driver_action(action, argv)
+def rm(action: Action, req: DriverCall) -> None:
+    image_id, data = req.obj_id, req.data
     image = data.image
     remove_image(action, image_id, image.source if image is not None else "",
                  action_bridges(action.config, data), paths.datastore_dir(action.config, _ds_id(data)))
@@ -108,6 +108,7 @@ def remove_image(action: Action, image_id: int, source_text: str, bridges: list[
         report = {lv.name: lv for lv in action.cluster.lvm(host).lvs(volume.vg)}
         if volume.lv not in report:
             action.log(f"{volume} already gone")
+            zero_and_remove(disks, host, volume, report)   # snapshots it left behind
             return
         refuse_if_used(volume, disks.uses(report[volume.lv]), "removing it")
         zero_and_remove(disks, host, volume, report)
@@ -127,7 +128,7 @@ def _rm_iso(action: Action, image_id: int, path: str, bridges: list[str],
     action.log(f"removed ISO copy {path}")
 
 
-def stat(action: Action, argv: list[str]) -> None:
+def stat(action: Action, req: DriverCall) -> None:
     """Size in MB of what `cp` would make, for every PATH form.
 
     Choice: stat receives no owner to check, so for `lvm://VM/DISK` and
@@ -135,7 +136,7 @@ def stat(action: Action, argv: list[str]) -> None:
     MB; what oned needs for the quota) or that it does not exist; no bytes,
     names or tags.  `cp` checks the image owner's rights (MANAGE on the VM,
     USE on the image) before it copies anything."""
-    _, data = driver_action(action, argv)
+    data = req.data
     if data.image is None or not data.image.path:
         raise InvalidArgument("stat: the IMAGE has no PATH")
     from .imports import Import
@@ -143,14 +144,14 @@ def stat(action: Action, argv: list[str]) -> None:
     reply(str(-(-job.source_size() // MiB)))
 
 
-def cp(action: Action, argv: list[str]) -> None:
+def cp(action: Action, req: DriverCall) -> None:
     """Import PATH into lv-oneimg-<id> (see imports.py); prints `SOURCE FORMAT`."""
     from .imports import cp as import_image
-    import_image(action, argv)
+    import_image(action, req.obj_id, req.data)
 
 
-def clone(action: Action, argv: list[str]) -> None:
-    image_id, data = driver_action(action, argv)
+def clone(action: Action, req: DriverCall) -> None:
+    image_id, data = req.obj_id, req.data
     if data.image is None or not data.image.path:
         raise InvalidArgument("clone: the IMAGE has no PATH (the source image's SOURCE)")
     source = image_volume(action.config, parse_source(data.image.path), "clone")
@@ -161,7 +162,7 @@ def clone(action: Action, argv: list[str]) -> None:
     def on(host: str) -> None:
         known = disks.lvs(host, [source, target])
         if source not in known:
-            raise NotFound(f"source image {source} does not exist")
+            raise SourceNotFound(f"source image {source} does not exist")
         if disks.complete_or_cleared(host, target, known.get(target), made):
             action.log(f"{target} already exists")
             return
@@ -170,8 +171,8 @@ def clone(action: Action, argv: list[str]) -> None:
     reply(f"{target.vg}/{target.lv} raw")
 
 
-def monitor(action: Action, argv: list[str]) -> None:
-    _, data = driver_action(action, argv)
+def monitor(action: Action, req: DriverCall) -> None:
+    data = req.data
     vg = action_vg(action.config, data)
     timeout = min(30.0, action.config.ssh.command_timeout)
     group = action.cluster.on_bridge(lambda h: action.cluster.lvm(h, timeout).vgs(vg),
@@ -198,10 +199,10 @@ class ImageRequest:
     snapshot: Volume | None = None     # its LV
 
 
-def image_request(action: Action, argv: list[str], snapshot: bool = False) -> ImageRequest:
-    """Parse an image action's input (both calling conventions); `snapshot`: the
-    action needs IMAGE/TARGET_SNAPSHOT."""
-    image_id, data = driver_action(action, argv)
+def image_request(action: Action, req: DriverCall, snapshot: bool = False) -> ImageRequest:
+    """What an image action works on, checked; `snapshot`: the action needs
+    IMAGE/TARGET_SNAPSHOT."""
+    image_id, data = req.obj_id, req.data
     image = data.image
     if image is None:
         raise InvalidArgument(f"{action.name}: DS_DRIVER_ACTION_DATA has no IMAGE")
@@ -219,11 +220,11 @@ def image_request(action: Action, argv: list[str], snapshot: bool = False) -> Im
     return ImageRequest(image_id, volume, bridges, snap_id, snapshot_volume(volume, snap_id))
 
 
-def snap_delete(action: Action, argv: list[str]) -> None:
+def snap_delete(action: Action, call: DriverCall) -> None:
     """Remove the image snapshot LV IMAGE/TARGET_SNAPSHOT (exact name); a missing
     one is fine (idempotent, logged).  Allowed while the image is in use: the
     snapshot is a separate LV no VM has open."""
-    req = image_request(action, argv, snapshot=True)
+    req = image_request(action, call, snapshot=True)
     disks = Disks(action)
 
     def on(host: str) -> None:
@@ -234,11 +235,11 @@ def snap_delete(action: Action, argv: list[str]) -> None:
     action.cluster.on_bridge(on, req.bridges)
 
 
-def snap_revert(action: Action, argv: list[str]) -> None:
+def snap_revert(action: Action, call: DriverCall) -> None:
     """Copy snapshot IMAGE/TARGET_SNAPSHOT back over the image LV on a bridge host.
-    Refused (LockContention) while a VM uses the image; NotFound when the
+    Refused (InUse) while a VM uses the image; SourceNotFound when the
     snapshot is missing or incomplete.  Both LVs are inactive afterwards."""
-    req = image_request(action, argv, snapshot=True)
+    req = image_request(action, call, snapshot=True)
     disks = Disks(action)
 
     def on(host: str) -> None:
@@ -252,7 +253,7 @@ def snap_revert(action: Action, argv: list[str]) -> None:
     action.cluster.on_bridge(on, req.bridges)
 
 
-def snap_flatten(action: Action, argv: list[str]) -> None:
+def snap_flatten(action: Action, call: DriverCall) -> None:
     """OpenNebula's flatten: the image becomes the content of snapshot
     IMAGE/TARGET_SNAPSHOT and ALL the image's snapshots are removed.  Refused
     while a VM uses the image.
@@ -268,10 +269,10 @@ def snap_flatten(action: Action, argv: list[str]) -> None:
         empty snapshot list then matches the VG);
       * target gone but other snapshots left: that is not a state this action
         leaves behind, so the target never existed or was removed outside it;
-        NotFound, nothing touched (removing the rest would lose snapshots
+        SourceNotFound, nothing touched (removing the rest would lose snapshots
         without giving the image the requested content).
     """
-    req = image_request(action, argv, snapshot=True)
+    req = image_request(action, call, snapshot=True)
     disks = Disks(action)
 
     def on(host: str) -> None:
@@ -284,8 +285,9 @@ def snap_flatten(action: Action, argv: list[str]) -> None:
         target = report.get(req.snapshot.lv)
         if target is None:
             if others:
-                raise NotFound(f"snapshot {req.snapshot} does not exist (the image still has "
-                               f"{', '.join(s.lv for s in others)}): not flattening")
+                raise SourceNotFound(f"snapshot {req.snapshot} does not exist (the image "
+                                     f"still has {', '.join(s.lv for s in others)}): not "
+                                     f"flattening")
             action.log(f"{req.snapshot} and every other snapshot of {req.volume} are gone: "
                        f"flattened already")
             return
@@ -375,7 +377,7 @@ def import_info_xml(source: str, md5: str, size_mb: int, dispose_cmd: str | None
     return etree.tostring(root, encoding="unicode")
 
 
-def export(action: Action, argv: list[str]) -> None:
+def export(action: Action, call: DriverCall) -> None:
     """Marketplace export: one line `<IMPORT_INFO>` (IMPORT_SOURCE, MD5, SIZE in MB
     rounded up, FORMAT raw, DISPOSE YES, DISPOSE_CMD).
 
@@ -398,7 +400,7 @@ def export(action: Action, argv: list[str]) -> None:
     else succeeded.  When a step fails, the LV is released and the .part
     removed (each best effort, separately); the LV is read through
     volumes.copies.Read like every copy source.  An LV already active there (a read-only VM on that
-    host) is read as it is and left active.  Refused (LockContention) while a
+    host) is read as it is and left active.  Refused (InUse) while a
     VM that may write the image uses it: a checksum or copy of a disk being
     written is inconsistent.  A VM that is merely powered off still counts
     (its host keeps the LV active).
@@ -410,9 +412,8 @@ def export(action: Action, argv: list[str]) -> None:
     needs shell quoting is refused before anything runs.  A second export of
     the same image overwrites the same file.
     """
-    req = image_request(action, argv)
-    _, data = driver_action(action, argv)        # image_request keeps only the image's part
-    target = export_file(action, data, req.image_id)
+    req = image_request(action, call)
+    target = export_file(action, call.data, req.image_id)
     disks = Disks(action)
     volume = req.volume
 
@@ -420,9 +421,10 @@ def export(action: Action, argv: list[str]) -> None:
         source, dispose = export_source(host, target), dispose_command(host, target)
         lv = disks.lv(host, volume)
         if lv is None:
-            raise NotFound(f"image LV {volume} does not exist")
+            raise SourceNotFound(f"image LV {volume} does not exist")
         if INCOMPLETE_TAG in lv.tags:
-            raise NotFound(f"image LV {volume} is incomplete (a copy into it was interrupted)")
+            raise SourceNotFound(f"image LV {volume} is incomplete (a copy into it was "
+                                 f"interrupted)")
         refuse_if_used(volume, writers(lv),
                         "exporting it (a copy of a disk a VM may write is inconsistent)")
         md5 = _export_on(action, host, volume, lv.active_locally, target)
@@ -453,9 +455,9 @@ def _export_on(action: Action, host: str, volume: Volume, active_here: bool,
     return parse_md5sum(result.stdout, f"{target}.part")
 
 
-ACTIONS = {"cp": cp, "mkfs": mkfs, "rm": rm, "stat": stat, "clone": clone, "monitor": monitor,
+ACTIONS = runtime.entries(parse_datastore, {"cp": cp, "mkfs": mkfs, "rm": rm, "stat": stat, "clone": clone, "monitor": monitor,
            "snap_delete": snap_delete, "snap_revert": snap_revert,
-           "snap_flatten": snap_flatten, "export": export}
+           "snap_flatten": snap_flatten, "export": export})
 
 
 # 6.8+: the payload on stdin, the id the only argument; older: both as argv

@@ -21,24 +21,17 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import InvalidArgument, NotFound
-from ..names import IsoxSource, LvSource, image_lv, parse_id, parse_source
+from ..errors import InvalidArgument, NotFound, SourceNotFound
+from ..names import IsoxSource, LvSource, image_lv, parse_source
 from ..streaming import Checksums
 from ..volumes.copies import copy_to_new_volume
 from ..volumes.lifecycle import linked_volume
 from ..volumes.ops import MiB, Disks, Volume, made_tag
 from . import paths, runtime
-from .args import expect
+from .args3 import ImageCall3, parse_image3
 from .datastore import make_datablock, remove_image
 from .imports import DEFAULT_RESTRICTED, DEFAULT_SAFE, Import
 from .runtime import Action
-
-
-def _image_id(action: Action, text: str, repeated: str) -> int:
-    image_id = parse_id(text, "image id")
-    if repeated and repeated != text:
-        raise InvalidArgument(f"image id given twice and different: {text} {repeated}")
-    return image_id
 
 
 def _bridges(action: Action) -> list[str]:
@@ -50,9 +43,8 @@ def _reply(source: str, size_bytes: int) -> None:
     sys.stdout.flush()
 
 
-def cp3(action: Action, argv: list[str]) -> None:
-    path, id_arg, again = expect(argv, 2, "cp PATH ID", optional=1)
-    image_id = _image_id(action, id_arg, again)
+def cp3(action: Action, req: ImageCall3) -> None:
+    path, image_id = req.path, req.image_id
     source = parse_source(path)
     owner = None
     if not isinstance(source, IsoxSource) and path.startswith(("lvm://", "vol://")):
@@ -71,19 +63,14 @@ def cp3(action: Action, argv: list[str]) -> None:
         _reply(result, int(size.stdout.strip()))
 
 
-def mkfs3(action: Action, argv: list[str]) -> None:
-    fs, size_arg, id_arg, again = expect(argv, 3, "mkfs FSTYPE SIZE_MB ID", optional=1)
-    image_id = _image_id(action, id_arg, again)
-    size_mb = parse_id(size_arg, "size")
-    volume = Volume(action.config.default_vg, image_lv(image_id))
-    make_datablock(action, volume, size_mb, "" if fs in ("raw", "-", "") else fs,
-                   _bridges(action), made_tag("mkfs"))
-    _reply(str(volume), size_mb * MiB)
+def mkfs3(action: Action, req: ImageCall3) -> None:
+    volume = Volume(action.config.default_vg, image_lv(req.image_id))
+    make_datablock(action, volume, req.size_mb, req.fs, _bridges(action), made_tag("mkfs"))
+    _reply(str(volume), req.size_mb * MiB)
 
 
-def mv3(action: Action, argv: list[str]) -> None:
-    src, dst, id_arg, again = expect(argv, 3, "mv SRC DST|- ID", optional=1)
-    image_id = _image_id(action, id_arg, again)
+def mv3(action: Action, req: ImageCall3) -> None:
+    src, dst, image_id = req.path, req.dst, req.image_id
     # SRC names a VM disk; the link read is the host-side one that path derives
     vm_id, disk_id = paths.disk_path3(action.config, src)
     link = f"{paths.vm_dir3(action.config, vm_id)}/disk.{disk_id}"
@@ -113,7 +100,7 @@ def mv3(action: Action, argv: list[str]) -> None:
         target = Volume(volume.vg, image_lv(image_id))
         known = disks.lvs(host, [volume, target])
         if volume not in known:
-            raise NotFound(f"{volume} does not exist")
+            raise SourceNotFound(f"{volume} does not exist")
         if disks.complete_or_cleared(host, target, known.get(target), made_tag("saveas")):
             action.log(f"{target} already saved")
             _reply(str(target), known[target].size_bytes)
@@ -125,13 +112,12 @@ def mv3(action: Action, argv: list[str]) -> None:
     action.cluster.on_bridge(on, _bridges(action))
 
 
-def rm3(action: Action, argv: list[str]) -> None:
-    source, id_arg, again = expect(argv, 2, "rm SOURCE ID", optional=1)
-    remove_image(action, _image_id(action, id_arg, again), source, _bridges(action),
+def rm3(action: Action, req: ImageCall3) -> None:
+    remove_image(action, req.image_id, req.path, _bridges(action),
                  paths.images_dir3(action.config))
 
 
-COMMANDS = {"cp": cp3, "mkfs": mkfs3, "mv": mv3, "rm": rm3}
+COMMANDS = runtime.entries(parse_image3, {"cp": cp3, "mkfs": mkfs3, "mv": mv3, "rm": rm3})
 
 
 main = runtime.FrontDoor("3.x image action", COMMANDS, label="image {}", legacy=True).main

@@ -30,7 +30,7 @@ import stat as stat_mod
 import urllib.error
 import urllib.request
 
-from ..errors import DriverError, InvalidArgument, NotFound
+from ..errors import DriverError, InvalidArgument, SourceNotFound
 from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, VolSource,
                      image_lv, parse_source)
 from ..qemuimg import ConvertProgress
@@ -39,7 +39,7 @@ from ..streaming import (Checksums, Framer, Progress, check_restricted, file_seg
 from ..volumes.copies import copy_to_new_volume
 from ..volumes.ops import INCOMPLETE_TAG, MiB, Disks, Volume, image_volume, made_tag
 from . import paths
-from .args import action_bridges, action_vg, driver_action, reply
+from .args import action_bridges, action_vg, reply
 from .runtime import Action
 
 HEADER_BYTES = 64 << 10
@@ -285,8 +285,8 @@ class Import:
         paths.check_worker_file(config, path)
         real = self.disks.resolve(self.host, path)
         if real is None:
-            raise NotFound(f"{self.action.name}: {path} exists neither on the management "
-                           f"node nor on {self.host} (GFS2)")
+            raise SourceNotFound(f"{self.action.name}: {path} exists neither on the management "
+                                 f"node nor on {self.host} (GFS2)")
         try:
             paths.check_worker_file(config, real)
         except InvalidArgument:
@@ -332,7 +332,7 @@ class Import:
         if copy_host != self.host:          # its activation there is what counts
             source_lv = self.disks.lv(copy_host, volume)
             if source_lv is None:
-                raise NotFound(f"{volume} does not exist")
+                raise SourceNotFound(f"{volume} does not exist")
         copy_to_new_volume(self.action, self.disks, copy_host, volume, source_lv, self.target,
                            self._new_tags()[1:], undo_hosts=self.bridges)
 
@@ -352,7 +352,7 @@ class Import:
         if volume is not None:
             lv = self.disks.lv(self.host, volume)
             if lv is None:
-                raise NotFound(f"{volume} does not exist")
+                raise SourceNotFound(f"{volume} does not exist")
             return lv.size_bytes
         if isinstance(source, UrlSource):
             return self._url_size(source.url)
@@ -464,8 +464,8 @@ def _download_errors(segments, url: str):
         raise DownloadError(f"cp: {url}: download interrupted: {exc}") from None
 
 
-def cp(action: Action, argv: list[str]) -> str:
-    image_id, data = driver_action(action, argv)
+def cp(action: Action, image_id: int, data) -> str:
+    """The datastore's cp: import IMAGE/PATH into image `image_id`; replies `SOURCE FORMAT`."""
     if data.image is None or not data.image.path:
         raise InvalidArgument("cp: the IMAGE has no PATH")
     line = Import.from_driver_action(action, image_id, data).run()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import DriverError, InvalidArgument, LockContention, NotFound
+from ..errors import DriverError, InUse, InvalidArgument, NotFound, SourceNotFound
 from ..names import IsoxSource, LvSource, Use, vm_disk_lv
 from ..volumes.copies import copy_into, restore
 from ..volumes.lifecycle import (delete_disk, delete_vm_dir, linked_volume, make_volatile,
@@ -130,7 +130,7 @@ def cpds(action: Action, req: SaveDisk) -> None:
     host = disks.worker(req.disk.host, bridges(action, req.ds_id))
     source_lv, target_lv = disks.lv(host, volume), disks.lv(host, target)
     if source_lv is None:
-        raise NotFound(f"{volume} does not exist")
+        raise SourceNotFound(f"{volume} does not exist")
     if target_lv is None:
         raise NotFound(f"target image LV {target} does not exist (allocate it with the "
                        f"datastore's mkfs first)")
@@ -232,8 +232,8 @@ def resize(action: Action, req: DiskSize) -> None:
         return
     elsewhere = [u.host for u in disks.uses(lv) if u.host != host and not is_frontend(u.host)]
     if elsewhere:
-        raise LockContention(f"{volume} is in use on {elsewhere[0]}: resize it there "
-                             f"(lvmlockd cannot extend an LV active on another host)")
+        raise InUse(f"{volume} is in use on {elsewhere[0]}: resize it there "
+                    f"(lvmlockd cannot extend an LV active on another host)")
     with action.cluster.locked(volume.vg):
         action.cluster.lvm(host).extend(volume.vg, volume.lv, size)
     if action.config.zero_on_create:
@@ -256,15 +256,12 @@ def _snapshot_of(action: Action, req: DiskSnapshot):
 
 def snap_create(action: Action, req: DiskSnapshot) -> None:
     disks, host, volume, snapshot = _snapshot_of(action, req)
-    existing = disks.lv(host, snapshot)
-    if existing is not None and INCOMPLETE_TAG not in existing.tags:
+    if disks.complete_or_cleared(host, snapshot, disks.lv(host, snapshot)):
         action.log(f"{snapshot} already exists")
         return
-    if existing is not None:
-        disks.remove(host, snapshot)
     source = disks.lv(host, volume)
     if source is None:
-        raise NotFound(f"{volume} does not exist")
+        raise SourceNotFound(f"{volume} does not exist")
     disks.create(host, snapshot, source.size_bytes, [INCOMPLETE_TAG])
     copy_into(action, disks, host, volume, "raw", snapshot, source.active_locally,
                size=source.size_bytes)
@@ -285,7 +282,7 @@ def snap_revert(action: Action, req: DiskSnapshot) -> None:
     known = disks.lvs(host, [volume, snapshot])
     snap_lv = known.get(snapshot)
     if snap_lv is None or INCOMPLETE_TAG in snap_lv.tags:
-        raise NotFound(f"snapshot {snapshot} does not exist")
+        raise SourceNotFound(f"snapshot {snapshot} does not exist")
     if volume not in known:
         raise NotFound(f"{volume} does not exist")
     restore(action, disks, host, volume, known[volume], snapshot, snap_lv, keep_active=True)

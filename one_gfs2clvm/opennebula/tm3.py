@@ -17,7 +17,7 @@ GFS2 (the truth about what the VM uses) plus the VM's own LVs by exact name.
 
 from __future__ import annotations
 
-from ..names import HostPath, parse_lv_name
+from ..names import HostPath, parse_lv_name, vm_disk_lv
 from ..errors import InvalidArgument
 from ..volumes.lifecycle import (delete_disk, linked_disks, make_volatile, move_disk,
                                  remove_vm_disk)
@@ -80,15 +80,19 @@ def delete3(action: Action, req: Remove) -> None:
         return
     for disk_id, link, volume in linked_disks(disks, host, target.path):
         delete_disk(action, disks, host, link, disk_id, volume)
-    # the VM's own LVs that no link names any more (an interrupted deploy): exact names
+    # the VM's own LVs that no link names any more (an interrupted deploy), and
+    # snapshots whose disk is gone: by exact name, each disk with its snapshots
     vg = action.config.default_vg
+    orphans = set()
     for lv in action.cluster.lvm(host).lvs(vg):
         try:
             name = parse_lv_name(lv.name)
         except InvalidArgument:
             continue
-        if name.kind == "vm_disk" and name.vm_id == req.vm_id:
-            remove_vm_disk(action, disks, host, Volume(vg, lv.name))
+        if name.kind in ("vm_disk", "vm_snap") and name.vm_id == req.vm_id:
+            orphans.add(Volume(vg, vm_disk_lv(name.vm_id, name.disk_id)))
+    for volume in sorted(orphans, key=str):
+        remove_vm_disk(action, disks, host, volume)
     action.cluster.run_steps(host, action.cluster.mount_check() + [["rm", "-rf", target.path]])
     action.log(f"removed {target.path}")
 

@@ -11,7 +11,7 @@ import io
 import os
 import tarfile
 
-from ..errors import InvalidArgument, LockContention, NotFound
+from ..errors import InUse, InvalidArgument, NotFound, SourceNotFound
 from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, Use, VolSource,
                      vm_disk_lv)
 from ..volumes.copies import copy_into
@@ -103,27 +103,24 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
         return
     vm_id = action.vm_id
     target = Volume(vg, vm_disk_lv(vm_id, dst.disk_id))
-    copy_from, source_format, copy_host = resolve_copy_source(action, disks, vm, source, dst.host,
-                                                               legacy)
+    copy_from, source_format, copy_host, source_lv = resolve_copy_source(
+        action, disks, vm, source, dst.host, legacy)
     use = Use(vm_id, dst.disk_id, dst.host)
 
-    known = disks.lvs(dst.host, [target] + ([copy_from] if isinstance(copy_from, Volume) else []))
-    existing = known.get(target)
-    if existing is not None and INCOMPLETE_TAG not in existing.tags:
+    unread = [copy_from] if isinstance(copy_from, Volume) and source_lv is None else []
+    known = disks.lvs(dst.host, [target] + unread)      # one report for what is not read yet
+    if disks.complete_or_cleared(dst.host, target, known.get(target)):
         # a re-run after success (or resubmit): make the end state true again
         disks.activate_and_link(dst.host, target, "exclusive", dst.path)
         disks.set_use(dst.host, target, use, vm_id, dst.disk_id)
         action.log(f"{target} already exists and is complete; activated and linked")
         return
-    if existing is not None:
-        action.log(f"{target} is left over from an interrupted copy: recreating it")
-        disks.remove(dst.host, target)
 
     source_active_here = False
     if isinstance(copy_from, Volume):
-        source_lv = known.get(copy_from)
+        source_lv = source_lv or known.get(copy_from)
         if source_lv is None:
-            raise NotFound(f"source {copy_from} does not exist")
+            raise SourceNotFound(f"source {copy_from} does not exist")
         size = source_lv.size_bytes
         # copied where the source is in use (lvm://): it is active there already
         source_active_here = copy_host != dst.host
@@ -145,24 +142,26 @@ def existing_file(action: Action, disks: Disks, host: str, path: str, legacy: bo
     must exist and obey the image-file rule (paths.check_image_file)."""
     real = disks.resolve(host, path)
     if real is None:
-        raise NotFound(f"image file {path} does not exist on {host}")
+        raise SourceNotFound(f"image file {path} does not exist on {host}")
     return paths.file_source_real(action.config, path, real, legacy)
 
 
 def resolve_copy_source(action: Action, disks: Disks, vm, source, host: str,
                          legacy: bool = False):
-    """(Volume or file path, format, host to copy on) for a clone/cp source.
-    `vm` (the requesting VM) is needed only for lvm:// and vol:// permission checks.
-    A file is resolved on the host and probed (format, no backing or data file)."""
+    """(Volume or file path, format, host to copy on, the source's report as
+    read on `host` or None when not read yet) for a clone/cp source.  `vm`
+    (the requesting VM) is needed only for lvm:// and vol:// permission
+    checks.  A file is resolved on the host and probed (format, no backing or
+    data file)."""
     if isinstance(source, (LvmSource, VolSource)) and vm is None:
         vm = action.api.vm(action.vm_id)
     if isinstance(source, LvSource):
-        return Volume(action.config.check_vg(source.vg), source.lv), "raw", host
+        return Volume(action.config.check_vg(source.vg), source.lv), "raw", host, None
     if isinstance(source, FileSource):
-        return existing_file(action, disks, host, source.path, legacy), None, host
+        return existing_file(action, disks, host, source.path, legacy), None, host, None
     if isinstance(source, (LvmSource, VolSource)):
         volume = copy_source_volume(action, source, f"VM {vm.id}", vm)
-        return volume, "raw", disks.copy_site(host, volume)[0]
+        return (volume, "raw", *disks.copy_site(host, volume))
     if isinstance(source, UrlSource):
         raise InvalidArgument("clone from a URL is not supported: import it into an image "
                               "datastore first")
@@ -188,10 +187,12 @@ def link_disk(action: Action, source, dst: DiskArg, readonly: bool,
     others = [u for u in disks.uses(current)
               if (u.vm_id, u.disk_id) != (action.vm_id, dst.disk_id)]
     if others and not readonly:
-        raise LockContention(f"{volume} is in use by VM {others[0].vm_id} on {others[0].host}")
+        raise InUse(f"{volume} is in use by VM {others[0].vm_id} on {others[0].host}")
     disks.activate_and_link(dst.host, volume, intent, dst.path)
     action.undo.push(f"deactivate {volume} on {dst.host}",
                      lambda: disks.deactivate(dst.host, volume))
+    action.undo.push(f"remove the link {dst.path} on {dst.host}",
+                     lambda: disks.unlink(dst.host, dst.path))
     disks.set_use(dst.host, volume, use, action.vm_id, dst.disk_id, readonly=readonly)
     action.log(f"{volume} active ({intent}) on {dst.host} as {dst.path}")
 

@@ -12,6 +12,16 @@ from ..streaming import Progress
 from .ops import INCOMPLETE_TAG, MiB, Context, Disks, Volume
 
 
+def _best_effort(action: Context, host: str, step: list, after: str) -> None:
+    """Run one cleanup `step` on `host` after a failure; if it fails too, log
+    what stayed and go on (the caller re-raises the first error)."""
+    try:
+        action.cluster.run_steps(host, [step])
+    except Exception as exc:
+        detail = exc.one_line() if isinstance(exc, DriverError) else repr(exc)
+        action.log(f"could not clean up after {after} on {host}: {detail}")
+
+
 class Read:
     """Reading `volume` on `host` (a copy source, a snapshot being restored, an
     image being exported).
@@ -44,12 +54,7 @@ class Read:
                 return action.cluster.run_steps(self.host, steps, on_stdout=on_stdout)
             except Exception:
                 for step in [*self.release, *cleanup]:
-                    try:
-                        action.cluster.run_steps(self.host, [step])
-                    except Exception as exc:  # keep the first error; say what stayed
-                        detail = exc.one_line() if isinstance(exc, DriverError) else repr(exc)
-                        action.log(f"could not clean up after reading {self.volume} on "
-                                   f"{self.host}: {detail}")
+                    _best_effort(action, self.host, step, f"reading {self.volume}")
                 raise
 
 
@@ -59,7 +64,10 @@ def copy_into(action: Context, disks: Disks, host: str, source, source_format: s
     existing LV `target` on `host`, in ONE remote script: activate target
     exclusively, read-activate the source (Read), zero per policy, copy,
     release the source.  `size` (bytes to copy, when known): progress lines
-    every few seconds."""
+    every few seconds.  When the script fails, the target is deactivated on
+    `host` (after the source's release; best effort, what stayed is logged)
+    and the error is raised: a target left active there would block its
+    removal (or any use) from another host."""
     cluster = action.cluster
     steps = [cluster.helper("activate", target.vg, target.lv,
                             cluster.lvm(host).policy.flag("exclusive"))]
@@ -76,10 +84,15 @@ def copy_into(action: Context, disks: Disks, host: str, source, source_format: s
     progress = Progress(action.log, f"copy of {source} into {target} on {host}", size) \
         if size else None
     on_stdout = ConvertProgress(progress) if progress else None
-    if read:
-        read.run(steps, on_stdout=on_stdout)
-    else:
-        cluster.run_steps(host, steps, on_stdout=on_stdout)
+    try:
+        if read:
+            read.run(steps, on_stdout=on_stdout)
+        else:
+            cluster.run_steps(host, steps, on_stdout=on_stdout)
+    except Exception:
+        _best_effort(action, host, cluster.helper("activate", target.vg, target.lv, "n"),
+                     f"copying into {target}")
+        raise
     if progress is not None:
         progress.update(size)
         progress.finish()

@@ -16,7 +16,7 @@ import posixpath
 from ..errors import DriverError, InvalidArgument
 from ..names import Use, disk_id_from_path, parse_lv_name, vm_disk_lv
 from .ops import (INCOMPLETE_TAG, MiB, Context, Disks, Volume, is_frontend, mkfs_command,
-                  refuse_if_open, snapshots_of, volume_of, zero_and_remove)
+                  refuse_if_open, volume_of, zero_and_remove)
 
 
 def linked_volume(disks: Disks, host: str, link: str) -> Volume | None:
@@ -39,13 +39,10 @@ def make_volatile(action: Context, size_mb: int, dst, vg: str, fs: str) -> None:
     disks = Disks(action)
     volume = Volume(vg, vm_disk_lv(action.vm_id, dst.disk_id))
     use = Use(action.vm_id, dst.disk_id, dst.host)
-    existing = disks.lv(dst.host, volume)
-    if existing is not None and INCOMPLETE_TAG not in existing.tags:
+    if disks.complete_or_cleared(dst.host, volume, disks.lv(dst.host, volume)):
         disks.activate_and_link(dst.host, volume, "exclusive", dst.path)
         action.log(f"{volume} already prepared; activated and linked")
         return
-    if existing is not None:
-        disks.remove(dst.host, volume)
     disks.create(dst.host, volume, size_mb * MiB, [INCOMPLETE_TAG, use.tag])
     steps = action.cluster.mount_check() + [
         action.cluster.helper("activate", volume.vg, volume.lv,
@@ -134,7 +131,7 @@ def remove_vm_disk(action: Context, disks: Disks, host: str, volume: Volume) -> 
     lv = report.get(volume.lv)
     if lv is None:
         action.log(f"{volume} already gone")
-        disks.remove(host, *snapshots_of(volume, report), present=True)
+        zero_and_remove(disks, host, volume, report)       # snapshots it left behind
         return
     refuse_if_open(host, volume, lv)
     where = next((u.host for u in disks.uses(lv) if not is_frontend(u.host)), host)

@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import ConnectError, InvalidArgument, LockContention, NotFound, RemoteTimeout
+from ..errors import (ConnectError, InUse, InvalidArgument, LockContention, NotFound, NotOurs,
+                      RemoteTimeout, SourceNotFound)
 from ..lvm import LogicalVolume
 from ..names import (LvSource, Use, check_host, check_tag, lv_device_path, parse_lv_name,
                      parse_use_tag)
@@ -125,7 +126,7 @@ class Disks:
         it is active is per host: a caller copying elsewhere reads it there)."""
         lv = self.lv(host, volume)
         if lv is None:
-            raise NotFound(f"{volume} does not exist")
+            raise SourceNotFound(f"{volume} does not exist")
         uses = self.uses(lv)
         return (uses[0].host if uses else host), lv
 
@@ -168,16 +169,16 @@ class Disks:
         action has nothing left to make.  A leftover of an interrupted copy
         (incomplete mark) is removed so the caller makes it again.
         `made` (made_tag): an existing LV that does not carry exactly this tag
-        was made by someone else -- neither adopted nor removed (LockContention)."""
+        was made by someone else -- neither adopted nor removed (NotOurs)."""
         if existing is None:
             return False
         if made is not None:
             theirs = [tag for tag in existing.tags if tag.startswith(MADE_PREFIX)]
             if theirs != [made]:
                 who = theirs[0][len(MADE_PREFIX):] if theirs else "something else"
-                raise LockContention(f"{volume} already exists, made by {who}, not by this "
-                                     f"{made[len(MADE_PREFIX):]}: neither reusing nor "
-                                     f"removing it")
+                raise NotOurs(f"{volume} already exists, made by {who}, not by this "
+                              f"{made[len(MADE_PREFIX):]}: neither reusing nor "
+                              f"removing it")
         if INCOMPLETE_TAG not in existing.tags:
             return True
         self.action.log(f"{volume} is left over from an interrupted run: recreating it")
@@ -385,11 +386,11 @@ def snapshots_of(volume: Volume, names) -> list[Volume]:
 
 
 def check_snapshot(snapshot: Volume, lv: LogicalVolume | None) -> None:
-    """A snapshot to read from exists and is complete."""
+    """A snapshot to read from (a copy source) exists and is complete."""
     if lv is None:
-        raise NotFound(f"snapshot {snapshot} does not exist")
+        raise SourceNotFound(f"snapshot {snapshot} does not exist")
     if INCOMPLETE_TAG in lv.tags:
-        raise NotFound(f"snapshot {snapshot} is incomplete (its copy was interrupted)")
+        raise SourceNotFound(f"snapshot {snapshot} is incomplete (its copy was interrupted)")
 
 
 # ----------------------------------------------------------------- users
@@ -404,8 +405,8 @@ def writers(lv: LogicalVolume) -> list[Use]:
 
 def refuse_if_used(volume: Volume, users: list[Use], doing: str) -> None:
     if users:
-        raise LockContention(f"{volume} is in use by VM {users[0].vm_id} on "
-                             f"{users[0].host}: not {doing}")
+        raise InUse(f"{volume} is in use by VM {users[0].vm_id} on "
+                    f"{users[0].host}: not {doing}")
 
 
 # ----------------------------------------------------------------- removal
@@ -413,21 +414,29 @@ def refuse_if_used(volume: Volume, users: list[Use], doing: str) -> None:
 def refuse_if_open(host: str, volume: Volume, lv: LogicalVolume) -> None:
     """Never zero, deactivate or remove what a process still has open."""
     if lv.open_locally:
-        raise LockContention(f"{volume} is in use on {host} (open by its VM or another "
-                             f"process): not zeroing or removing it")
+        raise InUse(f"{volume} is in use on {host} (open by its VM or another "
+                    f"process): not zeroing or removing it")
 
 
 def zero_and_remove(disks: Disks, host: str, volume: Volume, report: dict) -> None:
     """Zero (per the zeroing policy) and remove `volume` with its snapshot LVs,
-    on `host`: one zero script, one removal script under the VG lock.
-    `report`: the VG's LVs by name, as just read on `host` (volume among them).
-    Never zeroes or removes what a process still has open there."""
-    refuse_if_open(host, volume, report[volume.lv])
+    on `host`: one zero script, one removal script under the VG lock.  The
+    snapshots are full copies of the data, so they are zeroed too; a snapshot
+    left behind by a volume already gone is zeroed and removed all the same.
+    `report`: the VG's LVs by name, as just read on `host`.  Never zeroes or
+    removes what a process still has open there."""
     snapshots = snapshots_of(volume, report)
+    present = [volume] if volume.lv in report else []
+    for each in present + snapshots:
+        refuse_if_open(host, each, report[each.lv])
+    if not present + snapshots:
+        return
     if disks.config.zero_on_delete:
-        disks.cluster.run_steps(host, [
-            disks.cluster.helper("activate", volume.vg, volume.lv,
-                                 disks.cluster.lvm(host).policy.flag("exclusive")),
-            disks.zero_command(volume.device)])
-        disks.action.log(f"zeroed {volume}")
-    disks.remove(host, *snapshots, volume, present=True)
+        flag = disks.cluster.lvm(host).policy.flag("exclusive")
+        steps = []
+        for each in present + snapshots:
+            steps += [disks.cluster.helper("activate", each.vg, each.lv, flag),
+                      disks.zero_command(each.device)]
+        disks.cluster.run_steps(host, steps)
+        disks.action.log(f"zeroed {', '.join(map(str, present + snapshots))}")
+    disks.remove(host, *snapshots, *present, present=True)

@@ -23,9 +23,9 @@ import pytest
 
 from one_gfs2clvm.opennebula import datastore
 from testkit import actionkit
-from testkit.actionkit import (ALICE, INCOMPLETE, M, convert, copy_into, dev, h, made, make_config,
-                               monitor_output, ok, on, receiver, removed_new_lv, state, users_api,
-                               zero_and_remove, world_of)
+from testkit.actionkit import (ALICE, INCOMPLETE, M, convert, copy_into, dev, failed_copy_undone, h,
+                               made, make_config, monitor_output, ok, on, receiver, removed_new_lv,
+                               state, users_api, zero_and_remove, world_of)
 from testkit.fakeoned import datastore_doc, image_doc, vm_doc
 from testkit.recording import EMPTY_MD5, GiB, MiB, FakeApi, ScriptedWorker
 
@@ -235,12 +235,12 @@ def test_cp_of_a_vm_disk_copies_on_the_host_holding_it(world):
 
 
 def test_cp_of_an_image_lv_failing_copy_releases_source_and_removes_target(world):
-    """cp vol://5, qemu-img convert failing: image 5 released, lv-oneimg-42 removed."""
+    """cp vol://5, qemu-img convert failing: image 5 released, lv-oneimg-42
+    deactivated, then removed."""
     w = world.worker
     w.fail("qemu-img", "convert", host="node1")
     failed(world.run("cp", "42", stdin=ds_input(42, path="vol://5")), 3, "Input/output")
-    assert w.after_failure() == [*on("node1", h("activate", "vg_one", "lv-oneimg-5", "n")),
-                                 *removed_new_lv("lv-oneimg-42")]
+    assert w.after_failure() == failed_copy_undone("lv-oneimg-5", "lv-oneimg-42")
     assert w.lv("lv-oneimg-42") is None and state(w, "lv-oneimg-5") == ([], {})
 
 
@@ -444,13 +444,13 @@ def test_clone_copies_the_source_image_lv(world):
 
 
 def test_clone_failed_copy_releases_source_and_removes_target(world):
-    """clone, qemu-img convert failing: source released, the new LV removed."""
+    """clone, qemu-img convert failing: source released, the new LV deactivated,
+    then removed."""
     w = world.worker
     w.fail("qemu-img", "convert", host="node1")
     failed(world.run("clone", "42", stdin=ds_input(42, path="vg_one/lv-oneimg-5")), 3,
            "Input/output")
-    assert w.after_failure() == [*on("node1", h("activate", "vg_one", "lv-oneimg-5", "n")),
-                                 *removed_new_lv("lv-oneimg-42")]
+    assert w.after_failure() == failed_copy_undone("lv-oneimg-5", "lv-oneimg-42")
     assert w.lv("lv-oneimg-42") is None
 
 

@@ -19,8 +19,8 @@ import pytest
 from one_gfs2clvm.opennebula import tm3
 from testkit import actionkit
 from testkit.actionkit import (ALICE, FE, INCOMPLETE, M, MOUNT_CHECK, USED, activate_and_link,
-                               copy_into, dev, h, link_steps, make_config, ok, on, removed_new_lv,
-                               state, users_api, zero_and_remove, world_of)
+                               copy_into, dev, failed_copy_undone, h, link_steps, make_config, ok,
+                               on, removed_new_lv, state, users_api, zero_and_remove, world_of)
 from testkit.fakeoned import image_doc, vm_doc
 from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
@@ -141,14 +141,13 @@ def test_clone_with_a_size_makes_the_lv_that_big(world):
 
 
 def test_clone_failed_copy_releases_the_image_and_removes_the_lv(world):
-    """tm_clone.sh, qemu-img convert failing: image released, new LV removed, no
-    link; one framed error line."""
+    """tm_clone.sh, qemu-img convert failing: image released, new LV deactivated
+    and removed, no link; one framed error line."""
     w = world.worker
     w.fail("qemu-img", "convert", host="node1")
     failed(world.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{D7}/disk.3"), 3,
            "Input/output error")
-    assert w.after_failure() == [*on("node1", h("activate", "vg_one", "lv-oneimg-5", "n")),
-                                 *removed_new_lv("lv-one-7-3")]
+    assert w.after_failure() == failed_copy_undone("lv-oneimg-5", "lv-one-7-3")
     assert w.lv("lv-one-7-3") is None and f"{D7}/disk.3" not in w.gfs.links
 
 
@@ -174,13 +173,16 @@ def test_ln_activates_the_image_lv_and_tags_its_use(fresh):
     assert state(w, "lv-oneimg-13") == ([f"{USED}=7:2:node1"], {"node1": "ey"})
 
 
-def test_ln_failed_tagging_deactivates_the_image(fresh):
-    """tm_ln.sh, the use tag failing: undo deactivates the image on node1."""
+def test_ln_failed_tagging_unlinks_and_deactivates_the_image(fresh):
+    """tm_ln.sh, the use tag failing: undo removes the link and deactivates the image
+    on node1."""
     w = fresh.worker
     w.fail(*h("addtag"), host="node1", status=5, stderr="  Failed to update VG vg_one.\n")
     failed(fresh.run("ln", "fe:vg_one/lv-oneimg-13", f"node1:{D7}/disk.2"), 4)
-    assert w.after_failure() == on("node1", h("activate", "vg_one", "lv-oneimg-13", "n"))
+    assert w.after_failure() == on("node1", ("rm", "-f", f"{D7}/disk.2"),
+                                   h("activate", "vg_one", "lv-oneimg-13", "n"))
     assert state(w, "lv-oneimg-13") == ([], {})
+    assert f"{D7}/disk.2" not in w.gfs.links
 
 
 def test_ln_refuses_an_image_in_use_by_another_vm(world):
@@ -382,11 +384,21 @@ def test_delete_of_vm_1_removes_only_vm_1s_lvs_and_directory(world):
                            if not path.startswith(vm_dir(1) + "/")}
 
 
-# NOTE: tm_delete.sh removes VM 1's own disk LVs by exact name (kind vm_disk) but
-# not a snapshot LV whose disk LV is gone (lv-one-1-7-snap-0 without lv-one-1-7):
-# it stays in the VG and the directory is removed anyway, whereas the modern
-# delete of the directory refuses while any lv-one-1-* (snapshots included)
-# remains.  Not asserted here.
+def test_delete_of_the_directory_removes_snapshots_whose_disk_is_gone(world):
+    """A snapshot LV of VM 1 whose disk LV is gone (lv-one-1-7-snap-0 without
+    lv-one-1-7) is zeroed and removed with the rest; VM 10's lv-one-10-7-snap-0
+    and VM 11's lv-one-11-7-snap-0 stay."""
+    w = world.worker
+    for name in ("lv-one-1-7-snap-0", "lv-one-10-7-snap-0", "lv-one-11-7-snap-0"):
+        w.vg.add("vg_one", name, GiB)
+    ok(world.run("delete", f"node1:{vm_dir(1)}"))
+    sent = w.sent()
+    assert sent[-len(on("node1", MOUNT_CHECK, ("rm", "-rf", vm_dir(1)))):] == \
+        on("node1", MOUNT_CHECK, ("rm", "-rf", vm_dir(1)))
+    orphan = on("node1", h("lvs", "vg_one"), *zero_and_remove(None, "lv-one-1-7-snap-0"))
+    assert any(sent[i:i + len(orphan)] == orphan for i in range(len(sent)))
+    assert "lv-one-1-7-snap-0" not in w.names()
+    assert {"lv-one-10-7-snap-0", "lv-one-11-7-snap-0"} <= w.names()
 
 
 def test_delete_of_one_disk_removes_only_that_disk(world):

@@ -19,6 +19,7 @@ from one_gfs2clvm.config import parse
 from one_gfs2clvm.errors import (ConfigError, DriverError, InvalidArgument, LockContention,
                                  NotFound)
 from one_gfs2clvm.names import Use, image_snap_lv, parse_lv_name
+from one_gfs2clvm.opennebula.args import parse_datastore
 from one_gfs2clvm.opennebula import datastore
 from one_gfs2clvm.opennebula.datastore import (ACTIONS, ImageRequest, dispose_command,
                                                export_dir, export_file, export_source,
@@ -61,12 +62,17 @@ def act(tmp_path, name, stdin=b"", cluster=None, **cfg):
 
 # --- input: both calling conventions ------------------------------------------------
 
+def request(action, argv, snapshot=False):
+    """The datastore door's parse, then the image actions' own checks."""
+    return image_request(action, parse_datastore(action, action.name, argv), snapshot)
+
+
 @pytest.mark.parametrize("name", NEW_ACTIONS)
 def test_both_calling_conventions_give_the_same_request(tmp_path, name):
     needs_snapshot = name != "export"
     text = payload(56, target=1 if needs_snapshot else None)
-    modern = image_request(act(tmp_path, name, text.encode() + b"\n"), ["56"], needs_snapshot)
-    legacy = image_request(act(tmp_path, name), [text, "56"], needs_snapshot)   # <= 6.6, and
+    modern = request(act(tmp_path, name, text.encode() + b"\n"), ["56"], needs_snapshot)
+    legacy = request(act(tmp_path, name), [text, "56"], needs_snapshot)   # <= 6.6, and
     assert modern == legacy                                  # one_market.rb calls export so
     assert modern.image_id == 56 and modern.volume == Volume("vg_one", "lv-oneimg-56")
     assert modern.bridges == ("node1", "node2")              # the datastore's BRIDGE_LIST
@@ -78,15 +84,15 @@ def test_both_calling_conventions_give_the_same_request(tmp_path, name):
 
 def test_bridges_fall_back_to_the_configuration(tmp_path):
     text = payload(56, target=0, ds_template={"BRIDGE_LIST": None})
-    req = image_request(act(tmp_path, "snap_delete"), [text, "56"], snapshot=True)
+    req = request(act(tmp_path, "snap_delete"), [text, "56"], snapshot=True)
     assert req.bridges == ("cfg1",) and req.snap_id == 0
 
 
 def test_vg_comes_from_the_source_and_must_be_configured(tmp_path):
-    req = image_request(act(tmp_path, "export"), [payload(7, source="vg_two/lv-oneimg-7"), "7"])
+    req = request(act(tmp_path, "export"), [payload(7, source="vg_two/lv-oneimg-7"), "7"])
     assert req.volume == Volume("vg_two", "lv-oneimg-7")
     with pytest.raises(ConfigError, match="'vg_other' is not configured"):
-        image_request(act(tmp_path, "export"), [payload(7, source="vg_other/lv-oneimg-7"), "7"])
+        request(act(tmp_path, "export"), [payload(7, source="vg_other/lv-oneimg-7"), "7"])
 
 
 @pytest.mark.parametrize("argv_extra, kwargs, message", [
@@ -100,13 +106,13 @@ def test_vg_comes_from_the_source_and_must_be_configured(tmp_path):
 ])
 def test_bad_snapshot_input_is_one_clear_line(tmp_path, argv_extra, kwargs, message):
     with pytest.raises(InvalidArgument) as info:
-        image_request(act(tmp_path, "snap_revert"), [payload(56, **kwargs), "56"], True)
+        request(act(tmp_path, "snap_revert"), [payload(56, **kwargs), "56"], True)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_huge_snapshot_id_is_refused(tmp_path):
     with pytest.raises(InvalidArgument, match="snapshot id"):
-        image_request(act(tmp_path, "snap_delete"), [payload(56, target=10 ** 11), "56"], True)
+        request(act(tmp_path, "snap_delete"), [payload(56, target=10 ** 11), "56"], True)
 
 
 def test_usage_errors_through_main(tmp_path, monkeypatch, capsys):
@@ -357,7 +363,7 @@ class CannedWorker(Cluster):
 def run_action(tmp_path, name, lvs, target=None, stdout="", **cfg):
     worker = CannedWorker(config(tmp_path, **cfg), lvs, stdout)
     text = payload(5, target=target).encode()
-    getattr(datastore, name)(act(tmp_path, name, text, worker, **cfg), ["5"])
+    ACTIONS[name](act(tmp_path, name, text, worker, **cfg), ["5"])
     return worker.calls
 
 
@@ -508,7 +514,7 @@ def test_a_failed_export_releases_the_lv_and_removes_the_part_file(tmp_path, cap
     worker = FailingWorker(config(tmp_path), [canned_lv(IMG, active_here=active_here)],
                            failing)
     with pytest.raises(DriverError, match="boom"):
-        datastore.export(act(tmp_path, "export", payload(5).encode(), worker), ["5"])
+        datastore.ACTIONS["export"](act(tmp_path, "export", payload(5).encode(), worker), ["5"])
     assert worker.calls[0][1][failing] == COPY
     cleanup = [steps for _, steps in worker.calls[1:]]
     release = [] if active_here else [[["activate", "vg_one", IMG, "n"]]]
@@ -520,7 +526,7 @@ def test_a_failed_release_still_removes_the_part_file_and_keeps_the_first_error(
                                                                                capsys):
     worker = FailingWorker(config(tmp_path), [canned_lv(IMG)], 3, cleanup_fails=True)
     with pytest.raises(DriverError, match="md5sum .*: boom"):
-        datastore.export(act(tmp_path, "export", payload(5).encode(), worker), ["5"])
+        datastore.ACTIONS["export"](act(tmp_path, "export", payload(5).encode(), worker), ["5"])
     assert [steps for _, steps in worker.calls[1:]] == [
         [["activate", "vg_one", IMG, "n"]], [["rm", "-f", PART]]]
     captured = capsys.readouterr()
