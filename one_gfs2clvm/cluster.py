@@ -8,6 +8,7 @@ in parallel and the VMM driver runs its own).
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -18,9 +19,12 @@ from .errors import ConfigError, ConnectError, RemoteCommandFailed, RemoteError,
 from .locking import vg_lock
 from .lvm import LvmClient, helper_argv, raise_for_result
 from .names import check_host
+from .nodehelper import BATCH_SEPARATOR, BATCH_VERBS
 
 T = TypeVar("T")
 _MOUNT_CHECK = "gfs2clvm-mount-check"     # $0 of the mount_check step, to recognise it
+_BATCH_FAILED_RE = re.compile(r"batch step (\d+) of \d+ failed: \S+ (\S+)")
+_BATCH_REFUSED_RE = re.compile(r"refused: batch step (\d+)\b")
 
 
 class Cluster:
@@ -52,12 +56,14 @@ class Cluster:
                   on_stdout=None):
         """Several steps in ONE remote script (one round trip), stopping at the first
         failure; a failing node-helper step raises its typed LVM error.
+        Consecutive node-helper steps run as ONE helper batch (one sudo, one
+        python start), which stops at its first failing step like the script.
         `on_stdout` sees stdout as it arrives (progress output)."""
         from .remote import CommandResult
-        prefix = [self.config.sudo, "-n", self.config.node_helper]
+        prefix = self._helper_prefix()
         try:
-            return self.remote(host).run_script(steps, stdin=stdin, timeout=timeout,
-                                                on_stdout=on_stdout)
+            return self.remote(host).run_script(self.batched(steps), stdin=stdin,
+                                                timeout=timeout, on_stdout=on_stdout)
         except RemoteCommandFailed as exc:
             words = shlex.split(exc.command) if exc.command else []
             if words[3:4] == [_MOUNT_CHECK]:
@@ -65,10 +71,40 @@ class Cluster:
                                   f"shared GFS2 of the workers): mount it, then retry",
                                   host=host) from None
             if words[:3] == prefix and len(words) >= 5:
-                target = f"{words[4]}/{words[5]}" if len(words) > 5 else f"VG {words[4]}"
                 raise_for_result(host, CommandResult(exc.exit_status, exc.stdout, exc.stderr),
-                                 target)
+                                 _helper_target(words[3:], exc.stderr))
             raise
+
+    def _helper_prefix(self) -> list[str]:
+        return [self.config.sudo, "-n", self.config.node_helper]
+
+    def batched(self, steps: list) -> list:
+        """`steps` with every run of two or more consecutive batchable node-helper
+        steps (create remove extend activate addtag deltag) joined into one
+        `batch` step; everything else, and the order, unchanged."""
+        prefix = self._helper_prefix()
+
+        def batchable(step) -> bool:
+            return isinstance(step, list) and step[:3] == prefix and \
+                len(step) > 3 and step[3] in BATCH_VERBS
+
+        merged: list = []
+        run: list = []
+        for step in [*steps, None]:
+            if step is not None and batchable(step):
+                run.append(step)
+                continue
+            if len(run) == 1:
+                merged.append(run[0])
+            elif run:
+                words = [*prefix, "batch"]
+                for index, each in enumerate(run):
+                    words += ([BATCH_SEPARATOR] if index else []) + [str(w) for w in each[3:]]
+                merged.append(words)
+            run = []
+            if step is not None:
+                merged.append(step)
+        return merged
 
     def mount_check(self) -> list[list[str]]:
         """A first step for scripts that write on the shared filesystem: fails with
@@ -103,3 +139,25 @@ class Cluster:
                     raise
                 failures.append(exc.one_line())
         raise ConnectError("no bridge host reachable: " + "; ".join(failures))
+
+
+def _helper_target(request: list[str], stderr: str) -> str:
+    """What a failed helper run was changing ("vg/lv", "VG vg"): for a batch, the
+    step the helper names as failed (or refused)."""
+    if request[:1] == ["batch"]:
+        steps, current = [], []
+        for word in request[1:] + [BATCH_SEPARATOR]:
+            if word == BATCH_SEPARATOR:
+                steps.append(current)
+                current = []
+            else:
+                current.append(word)
+        found = _BATCH_FAILED_RE.search(stderr or "") or _BATCH_REFUSED_RE.search(stderr or "")
+        index = int(found[1]) - 1 if found else -1
+        if 0 <= index < len(steps):
+            request = steps[index]
+        else:
+            return "a helper batch"
+    if len(request) > 2:
+        return f"{request[1]}/{request[2]}"
+    return f"VG {request[1]}" if len(request) > 1 else "the node helper"

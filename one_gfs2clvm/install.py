@@ -80,7 +80,7 @@ RULES: tuple[Rule, ...] = (
     Rule("etc-udev-rules-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
     Rule("etc-cron-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
 )
-# Copied byte for byte (not "script"): it keeps its `#!/usr/bin/python3 -I`,
+# Copied byte for byte (not "script"): it keeps its `#!/usr/bin/python3 -IS`,
 # the system interpreter, isolated, whatever --python says.
 HELPER_RULE = Rule(HELPER_SOURCE, NODE, BOTH_LAYOUTS, "mode:0755")
 

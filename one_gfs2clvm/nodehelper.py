@@ -1,11 +1,13 @@
-#!/usr/bin/python3 -I
+#!/usr/bin/python3 -IS
 """one-gfs2clvm-helper: the only thing `oneadmin` may run as root on a worker.
 
 Installed root-owned (mode 0755) as /usr/sbin/one-gfs2clvm-helper on every
 worker; etc-sudoers-d/ lets oneadmin run exactly this file.  It is a single
 standard-library file so a worker needs nothing but python3 and lvm2.  The
 #! line runs the system python3 isolated (-I): no PYTHON* variables, no user
-site-packages (.pth files under $HOME), no script directory on sys.path.
+site-packages (.pth files under $HOME), no script directory on sys.path; -S
+skips the site module too (the helper needs nothing outside the standard
+library, and every run saves its start-up).
 
 It accepts only the verbs below, only the volume groups named in the
 root-owned /etc/one/gfs2clvm.conf, and only our LV name patterns, then runs
@@ -26,6 +28,15 @@ lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
     udev-owns VG LV                   no lvm call, no output: exit 0 if VG is
                                       configured and LV is one of our names,
                                       else 1 (etc-udev-rules-d/ asks this)
+    batch STEP [; STEP ...]           several of create remove extend activate
+                                      addtag deltag, each `VERB ARGS...`, in one
+                                      run (one sudo, one python start): every
+                                      step is checked before the first runs;
+                                      they run in order and the first failure
+                                      stops the batch, with the line
+                                      `one-gfs2clvm-helper: batch step K of N
+                                      failed: VERB VG/LV` on stderr before lvm's
+                                      own lines, and lvm's exit status
 
 Exit status: lvm's own on an lvm failure; 64 when the request is refused or
 anything else goes wrong (one stderr line, never a traceback).
@@ -34,7 +45,6 @@ retried with back-off, bounded by [locking] lvm_retries.
 """
 
 import configparser
-import json
 import os
 import re
 import stat
@@ -42,7 +52,7 @@ import subprocess
 import sys
 import time
 
-VERSION = "1"
+VERSION = "2"            # 2: the batch verb
 CONFIG_PATH = "/etc/one/gfs2clvm.conf"
 EXIT_REFUSED = 64
 
@@ -69,6 +79,8 @@ WAIT_RE = re.compile(r"^[0-9]{1,4}$")
 # Every pattern above is applied with fullmatch(): `$` alone also matches
 # before a trailing newline, which would let "lv-one-1-0\n" through.
 ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n", "ln")
+BATCH_VERBS = ("create", "remove", "extend", "activate", "addtag", "deltag")
+BATCH_SEPARATOR = ";"      # no VG, LV, tag, size or mode can be this word
 # The one table from an activation intent to `lvchange -a` flags, per lock
 # mode (the driver's ActivationPolicy and boot activation both read it):
 #   exclusive / shared: a VM's use (shared only for live migration or
@@ -190,6 +202,45 @@ def lvm_argv(verb, args, allowed_vgs):
     raise Refused("unknown verb %r" % (verb,))
 
 
+def batch_steps(args, allowed_vgs):
+    """`VERB ARGS... ; VERB ARGS...` -> [(verb, args, lvm argv)], every step
+    checked (pure, testable); a refusal names the step."""
+    steps, current = [], []
+    for word in list(args) + [BATCH_SEPARATOR]:
+        if word != BATCH_SEPARATOR:
+            current.append(word)
+            continue
+        number = len(steps) + 1
+        if not current:
+            raise Refused("batch step %d is empty" % number)
+        if current[0] not in BATCH_VERBS:
+            raise Refused("batch step %d: verb %r cannot be batched (only %s)"
+                          % (number, current[0], " ".join(BATCH_VERBS)))
+        try:
+            steps.append((current[0], current[1:], lvm_argv(current[0], current[1:], allowed_vgs)))
+        except Refused as exc:
+            raise Refused("batch step %d: %s" % (number, exc))
+        current = []
+    return steps
+
+
+def run_batch(steps, run, out=None, err=None):
+    """Run checked batch steps in order; stop at the first failure. Returns the
+    exit status (0, or the failing lvm's)."""
+    out = out or sys.stdout.buffer
+    err = err or sys.stderr.buffer
+    for number, (verb, args, command) in enumerate(steps, 1):
+        proc = run(command)
+        out.write(proc.stdout)
+        if proc.returncode != 0:
+            err.write(("one-gfs2clvm-helper: batch step %d of %d failed: %s %s/%s\n"
+                       % (number, len(steps), verb, args[0], args[1])).encode())
+            err.write(proc.stderr)
+            return proc.returncode
+        err.write(proc.stderr)
+    return 0
+
+
 def read_config(path=CONFIG_PATH):
     """[storage] volume_groups and lock_mode, [locking] retries from a root-owned file."""
     try:
@@ -280,6 +331,7 @@ def boot_activate(config, vgs, run=None, host_names=None, wait=0.0, clock=time.m
     many seconds (at boot lvmlockd and the cluster may still be coming up).
     Returns (exit status, report lines).
     """
+    import json
     run = run or (lambda argv: run_lvm(argv, config["retries"], config["delay"]))
     host_names = host_names if host_names is not None else this_host_names()
     status, lines = 0, []
@@ -355,9 +407,14 @@ def _main(argv):
             print(line)
         return status
     if argv[0] == "version":
+        import json
         print(json.dumps({"helper": VERSION, "lock_mode": config["lock_mode"],
                           "volume_groups": config["vgs"]}))
         return 0
+    if argv[0] == "batch":
+        steps = batch_steps(argv[1:], config["vgs"])
+        return run_batch(steps, lambda command: run_lvm(command, config["retries"],
+                                                        config["delay"]))
     command = lvm_argv(argv[0], argv[1:], config["vgs"])
     proc = run_lvm(command, config["retries"], config["delay"])
     sys.stdout.buffer.write(proc.stdout)

@@ -6,7 +6,10 @@ builder and run_steps error mapping) and then look at every remote command
 the action sent, per host.  It behaves like a real worker in these respects,
 and in no others:
 
-* the node helper (`sudo -n <helper> VERB ...`): the request is validated
+* the node helper (`sudo -n <helper> VERB ...`; a `batch` of steps runs its
+  steps in order, each recorded as a Call with via "batch", and stops at the
+  first failure with the helper's `batch step K of N failed` line): the
+  request is validated
   with the helper's own `nodehelper.lvm_argv` against the configured VGs
   (a refusal exits 64 with the helper's message); `vgs`/`lvs` answer JSON
   in exactly the format the helper produces (lvm.py parses it); `create`,
@@ -69,7 +72,7 @@ from unittest import mock
 
 from one_gfs2clvm import remote as remote_module
 from one_gfs2clvm.errors import ConnectError, InvalidArgument, RemoteCommandFailed
-from one_gfs2clvm.nodehelper import EXIT_REFUSED, Refused, lvm_argv
+from one_gfs2clvm.nodehelper import EXIT_REFUSED, Refused, batch_steps, lvm_argv
 from one_gfs2clvm.opennebula import runtime
 from one_gfs2clvm.remote import CommandResult, Labeled, Pipe, ShellFragment
 
@@ -84,7 +87,9 @@ EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 @dataclass(frozen=True)
 class Call:
     """One command a worker ran: `via` is "run" (Remote.run) or "script" (one
-    step of Remote.run_script; a Pipe contributes one Call per stage)."""
+    step of Remote.run_script; a Pipe contributes one Call per stage), or
+    "batch" (one step of a node-helper batch, recorded after the batch's own
+    Call)."""
     host: str
     argv: tuple[str, ...]
     via: str
@@ -224,13 +229,30 @@ class RecordingWorker:
         return FakeRemote(self, host)
 
     # -- views for assertions
+    def is_batch(self, call: Call) -> bool:
+        """The Call of a whole helper batch (its steps follow as their own Calls)."""
+        n = len(self.helper_prefix)
+        return call.argv[:n] == self.helper_prefix and call.argv[n:n + 1] == ("batch",)
+
+    def listed(self, calls: Iterable[Call]) -> list[Call]:
+        """Every command that ran, batches shown as their steps."""
+        return [c for c in calls if not self.is_batch(c)]
+
     def commands(self, host: str | None = None) -> list[tuple[str, ...]]:
-        return [c.argv for c in self.calls if host is None or c.host == host]
+        return [c.argv for c in self.listed(self.calls) if host is None or c.host == host]
 
     def helper_calls(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(host, (verb, args...)) of every node-helper call."""
+        """(host, (verb, args...)) of every node-helper request (batch steps each)."""
         n = len(self.helper_prefix)
-        return [(c.host, c.argv[n:]) for c in self.calls if c.argv[:n] == self.helper_prefix]
+        return [(c.host, c.argv[n:]) for c in self.listed(self.calls)
+                if c.argv[:n] == self.helper_prefix]
+
+    def helper_runs(self, host: str | None = None, start: int = 0) -> int:
+        """How many times the node helper was started (sudo + python): a batch
+        counts once, its steps not again."""
+        n = len(self.helper_prefix)
+        return sum(1 for c in self.calls[start:] if c.argv[:n] == self.helper_prefix
+                   and c.via != "batch" and (host is None or c.host == host))
 
     # -- answering one argv
     def answer(self, host: str, argv: tuple[str, ...]) -> CommandResult:
@@ -246,6 +268,8 @@ class RecordingWorker:
         if not words:
             return _fail(EXIT_REFUSED, "one-gfs2clvm-helper: refused: no verb given\n")
         verb, args = words[0], words[1:]
+        if verb == "batch":
+            return self._batch(host, args)
         if verb == "version":
             return _ok(json.dumps({"helper": "1", "lock_mode": self.config.lock_mode,
                                    "volume_groups": list(self.config.volume_groups)}) + "\n")
@@ -315,6 +339,24 @@ class RecordingWorker:
             lv.active[host] = mode
             return _ok()
         return _ok()
+
+    def _batch(self, host: str, args: list[str]) -> CommandResult:
+        try:
+            steps = batch_steps(args, list(self.config.volume_groups))
+        except Refused as exc:
+            return _fail(EXIT_REFUSED, f"one-gfs2clvm-helper: refused: {exc}\n")
+        out = []
+        for number, (verb, step_args, _) in enumerate(steps, 1):
+            argv = (*self.helper_prefix, verb, *step_args)
+            self.calls.append(Call(host, argv, "batch"))
+            result = self.answer(host, argv)
+            out.append(result.stdout)
+            if result.exit_status != 0:
+                return _fail(result.exit_status,
+                             f"one-gfs2clvm-helper: batch step {number} of {len(steps)} "
+                             f"failed: {verb} {step_args[0]}/{step_args[1]}\n" + result.stderr,
+                             "".join(out))
+        return _ok("".join(out))
 
     # -- other commands (argv without the program)
     def _size_of(self, path: str) -> int:
@@ -663,7 +705,8 @@ class ScriptedWorker(RecordingWorker):
         return super().answer(host, argv)
 
     def sent(self, start: int = 0) -> list[tuple[str, tuple[str, ...]]]:
-        return [(c.host, c.argv) for c in self.calls[start:]]
+        """(host, argv) of every command from `start` on, batches as their steps."""
+        return [(c.host, c.argv) for c in self.listed(self.calls[start:])]
 
     def after_failure(self) -> list[tuple[str, tuple[str, ...]]]:
         assert self.failed_at is not None, "the canned failure was never reached"

@@ -106,7 +106,9 @@ def test_cp_of_a_local_raw_file_streams_it_into_a_new_lv(world):
                           receiver("device", dev("lv-oneimg-42"), "0"),      # + stream
                           h("activate", "vg_one", "lv-oneimg-42", "n"),
                           h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
-    assert [c.stdin for c in w.calls] == [False, False, False, True, True, False, False]
+    assert [c.stdin for c in w.listed(w.calls)] == [False, False, False, True, True, False,
+                                                     False]
+    assert w.helper_runs() == 5         # release + unmark: one helper batch
     assert state(w, "lv-oneimg-42") == ([made("cp")], {})
 
 

@@ -128,7 +128,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 def test_installed_helper_runs_the_system_python_isolated(tmp_path):
     inst.install(tmp_path, role="node", python=PY)
     helper = tmp_path / "usr/sbin/one-gfs2clvm-helper"
-    assert helper.read_bytes().split(b"\n", 1)[0] == b"#!/usr/bin/python3 -I"
+    assert helper.read_bytes().split(b"\n", 1)[0] == b"#!/usr/bin/python3 -IS"
 
 
 @pytest.mark.skipif(not os.access(SYSTEM_PYTHON, os.X_OK), reason="no /usr/bin/python3")

@@ -436,3 +436,65 @@ def test_helper_process_refusal_is_one_line(tmp_path, helper_conf):
     result = run_helper(helper_conf, "remove", "vg_one", "lv-one-1-0\nx", lvm="/bin/false")
     assert_one_refusal_line(result)
     assert result.stderr.startswith("one-gfs2clvm-helper: refused: LV name 'lv-one-1-0\\nx' ")
+
+
+# --- batch -------------------------------------------------------------------------
+
+def test_batch_steps_are_all_checked_before_any_runs():
+    steps = nodehelper.batch_steps(["create", "vg_one", "lv-one-1-0", "4194304", ";",
+                                    "activate", "vg_one", "lv-one-1-0", "ey", ";",
+                                    "deltag", "vg_one", "lv-one-1-0", "one-incomplete"], VGS)
+    assert [(verb, args) for verb, args, _ in steps] == [
+        ("create", ["vg_one", "lv-one-1-0", "4194304"]),
+        ("activate", ["vg_one", "lv-one-1-0", "ey"]),
+        ("deltag", ["vg_one", "lv-one-1-0", "one-incomplete"])]
+    assert steps[1][2] == ["lvchange", "--activate", "ey", "vg_one/lv-one-1-0"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["activate", "vg_one", "lv-one-1-0", "ey", ";", "remove", "vg_one", "lv-root"],
+     "batch step 2: LV name 'lv-root' is not one of ours"),
+    (["activate", "vg_one", "lv-one-1-0", "ey", ";", ";", "remove", "vg_one", "lv-one-1-0"],
+     "batch step 2 is empty"),
+    (["lvs", "vg_one"], "batch step 1: verb 'lvs' cannot be batched"),
+    (["batch", "vg_one"], "batch step 1: verb 'batch' cannot be batched"),
+    ([], "batch step 1 is empty"),
+    (["activate", "vg_other", "lv-one-1-0", "ey"], "batch step 1: VG 'vg_other' is not "
+                                                   "configured"),
+])
+def test_a_bad_batch_step_refuses_the_whole_batch(args, message):
+    with pytest.raises(Refused, match=re.escape(message)):
+        nodehelper.batch_steps(args, VGS)
+
+
+class _Proc:
+    def __init__(self, returncode, stdout=b"", stderr=b""):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def test_run_batch_stops_at_the_first_failure_and_names_it():
+    import io
+    steps = nodehelper.batch_steps(["activate", "vg_one", "lv-one-1-0", "ey", ";",
+                                    "addtag", "vg_one", "lv-one-1-0", "one-x", ";",
+                                    "remove", "vg_one", "lv-one-1-0"], VGS)
+    ran = []
+
+    def run(command):
+        ran.append(command)
+        if command[0] == "lvchange" and "--addtag" in command:
+            return _Proc(5, stderr=b"  Failed to update VG vg_one.\n")
+        return _Proc(0, stderr=b"  ok\n")
+    out, err = io.BytesIO(), io.BytesIO()
+    assert nodehelper.run_batch(steps, run, out, err) == 5
+    assert len(ran) == 2                                 # remove never ran
+    assert err.getvalue().decode().splitlines() == [
+        "  ok", "one-gfs2clvm-helper: batch step 2 of 3 failed: addtag vg_one/lv-one-1-0",
+        "  Failed to update VG vg_one."]                 # lvm's own line stays the last
+
+
+def test_run_batch_of_steps_that_succeed_exits_0():
+    import io
+    steps = nodehelper.batch_steps(["activate", "vg_one", "lv-one-1-0", "n", ";",
+                                    "remove", "vg_one", "lv-one-1-0"], VGS)
+    assert nodehelper.run_batch(steps, lambda command: _Proc(0), io.BytesIO(),
+                                io.BytesIO()) == 0
