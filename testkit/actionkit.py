@@ -89,10 +89,13 @@ def made(action: str) -> str:
 
 # ----------------------------------------------------------------- scripts every door sends
 
-def activate_and_link(lv: str, path: str, flag: str = "ey") -> list[tuple[str, ...]]:
+def activate_and_link(lv: str, path: str, flag: str = "ey",
+                      drop: list[str] = ()) -> list[tuple[str, ...]]:
     """The activate + link script (volumes.ops.Disks.activate_and_link): GFS2
-    mounted?, `lv` activated (`flag`), `path` linked to its device."""
-    return [MOUNT_CHECK, h("activate", "vg_one", lv, flag), *link_steps(dev(lv), path)]
+    mounted?, `lv` activated (`flag`) and the `drop` tags dropped (one helper
+    batch), `path` linked to its device."""
+    return [MOUNT_CHECK, h("activate", "vg_one", lv, flag),
+            *(h("deltag", "vg_one", lv, tag) for tag in drop), *link_steps(dev(lv), path)]
 
 
 def copy_into(source: str, target: str) -> list[tuple[str, ...]]:
@@ -122,13 +125,13 @@ def failed_copy_undone(source: str | None, target: str, host: str = "node1",
 
 def zero_and_remove(lv: str | None, *snapshots: str) -> list[tuple[str, ...]]:
     """Removing `lv` with its snapshot LVs (zeroing on_delete): one script that
-    activates each exclusively and zeroes it (the LV first, then the
-    snapshots), one that deactivates and removes the snapshots, in the order
-    given, then the LV.  `lv` None: the LV is gone, only its snapshots left."""
+    activates each exclusively (one helper batch), then zeroes each (the LV
+    first, then the snapshots), one that deactivates and removes the
+    snapshots, in the order given, then the LV.  `lv` None: the LV is gone,
+    only its snapshots left."""
     names = ([lv] if lv else []) + list(snapshots)
-    steps = []
-    for name in names:
-        steps += [h("activate", "vg_one", name, "ey"), ("/sbin/blkdiscard", "--zeroout", dev(name))]
+    steps = [h("activate", "vg_one", name, "ey") for name in names]
+    steps += [("/sbin/blkdiscard", "--zeroout", dev(name)) for name in names]
     for name in (*snapshots, *([lv] if lv else [])):
         steps += [h("activate", "vg_one", name, "n"), h("remove", "vg_one", name)]
     return steps

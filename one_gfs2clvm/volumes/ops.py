@@ -211,15 +211,13 @@ class Disks:
         return steps
 
     def retag(self, host: str, volume: Volume, add: list[str] = (), drop: list[str] = ()) -> None:
-        lvm = self.cluster.lvm(host)
         add = [tag for tag in add if tag not in drop]
         if not add and not drop:
             return
+        steps = [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop]
+        steps += [self.cluster.helper("addtag", volume.vg, volume.lv, tag) for tag in add]
         with self.cluster.locked(volume.vg):
-            for tag in drop:
-                lvm.del_tag(volume.vg, volume.lv, tag)
-            for tag in add:
-                lvm.add_tag(volume.vg, volume.lv, tag)
+            self.cluster.run_steps(host, steps)         # one helper run
 
     def set_use(self, host: str, volume: Volume, use: Use | None, vm_id: int, disk_id: int,
                 readonly: bool = False) -> None:
@@ -240,14 +238,15 @@ class Disks:
     # -- activation and links (one round trip) ---------------------------------
     def activate_and_link(self, host: str, volume: Volume, intent: str,
                           link: str | None = None, drop_tags: list[str] = ()) -> None:
-        """One round trip: activate, link, and (a metadata change, so under the
-        VG lock -- the script is short) drop tags such as the incomplete mark."""
+        """One round trip: activate and (a metadata change, so under the VG lock
+        -- the script is short) drop tags such as the incomplete mark, in one
+        helper batch, then link."""
         steps = [self.cluster.helper("activate", volume.vg, volume.lv,
                                      self.cluster.lvm(host).policy.flag(intent))]
+        steps += [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop_tags]
         if link:
             steps = self.cluster.mount_check() + steps + [
                 ["mkdir", "-p", os.path.dirname(link)], ["ln", "-sfn", volume.device, link]]
-        steps += [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop_tags]
         if drop_tags:
             with self.cluster.locked(volume.vg):
                 self.cluster.run_steps(host, steps)
@@ -433,10 +432,9 @@ def zero_and_remove(disks: Disks, host: str, volume: Volume, report: dict) -> No
         return
     if disks.config.zero_on_delete:
         flag = disks.cluster.lvm(host).policy.flag("exclusive")
-        steps = []
-        for each in present + snapshots:
-            steps += [disks.cluster.helper("activate", each.vg, each.lv, flag),
-                      disks.zero_command(each.device)]
-        disks.cluster.run_steps(host, steps)
+        doomed = present + snapshots         # all activated first: one helper run
+        disks.cluster.run_steps(host, [
+            *(disks.cluster.helper("activate", each.vg, each.lv, flag) for each in doomed),
+            *(disks.zero_command(each.device) for each in doomed)])
         disks.action.log(f"zeroed {', '.join(map(str, present + snapshots))}")
     disks.remove(host, *snapshots, *present, present=True)

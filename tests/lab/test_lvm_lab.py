@@ -191,3 +191,33 @@ def test_oneadmin_cannot_run_lvm_directly(lab, cluster, driver_config):
     assert allowed == [f"(root) NOPASSWD: {driver_config.node_helper}"]
     assert lab.sh(lab.node_names[0], f"lvs --noheadings -o lv_name {VG}/{GFS2_LV}").stdout.strip() \
         == GFS2_LV
+
+
+def test_a_helper_batch_runs_in_order_and_stops_at_the_first_failure(lab, cluster, new_lv):
+    """One sudo run of `batch` on real LVM: create + activate + tag happen in order;
+    a later batch whose middle step fails (exclusive activation while active on
+    another node) leaves the step after it undone, and the driver's typed error
+    names the failing step's LV."""
+    node_a, node_b = lab.node_names[:2]
+    name, other = new_lv(0), new_lv(1)
+    helper = lambda *words: [cluster.config.sudo, "-n", cluster.config.node_helper, *words]
+    with cluster.locked(VG):
+        cluster.run_steps(node_a, [helper("create", VG, name, str(4 * MiB), "one-incomplete"),
+                                   helper("activate", VG, name, "ey"),
+                                   helper("deltag", VG, name, "one-incomplete")])
+    lv = cluster.lvm(node_b).lv(VG, name)
+    assert lv.tags == () and active_on(lab, cluster, name) == [node_a]
+    with cluster.locked(VG):
+        cluster.lvm(node_b).create(VG, other, 4 * MiB)
+    with pytest.raises(LockContention) as err:
+        cluster.run_steps(node_b, [helper("addtag", VG, other, "one-first"),
+                                   helper("activate", VG, name, "ey"),      # ey on node_a
+                                   helper("addtag", VG, other, "one-never")])
+    assert f"{node_b}: {VG}/{name}:" in err.value.one_line()
+    assert cluster.lvm(node_a).lv(VG, other).tags == ("one-first",)
+    assert active_on(lab, cluster, name) == [node_a]
+    # one sudo run carried the three requests (sudo logs each run's command line)
+    runs = lab.sh(node_b, f"journalctl -q --no-pager -t sudo | grep -c "
+                          f"'one-gfs2clvm-helper batch addtag {VG} {other} one-first ; "
+                          f"activate {VG} {name} ey ; addtag' || true").stdout.strip()
+    assert runs == "1"

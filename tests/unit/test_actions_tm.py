@@ -143,11 +143,11 @@ def test_clone_copies_the_image_into_a_new_disk_lv_and_links_it(fresh):
                           h("create", "vg_one", "lv-one-7-0", GiB, INCOMPLETE,
                             f"{USED}=7:0:node1"),
                           *copy_into("lv-oneimg-5", "lv-one-7-0"),
-                          *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
-                          h("deltag", "vg_one", "lv-one-7-0", INCOMPLETE))
+                          *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", drop=[INCOMPLETE]))
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
     assert state(w, "lv-oneimg-5") == ([], {})
     assert w.gfs.links[f"{VM_DIR}/disk.0"] == dev("lv-one-7-0")
+    assert w.helper_runs("node1") == 5    # report, create, 2 activations, release, activate+unmark
 
 
 def test_clone_of_a_disk_bigger_than_the_image_sizes_the_lv_to_the_disk(fresh):
@@ -229,8 +229,7 @@ def test_clone_of_an_image_file_probes_and_converts_it(fresh):
                                        f"{USED}=7:0:node1"),
                                      h("activate", "vg_one", "lv-one-7-0", "ey"),
                                      convert(path, dev("lv-one-7-0")),
-                                     *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
-                                     h("deltag", "vg_one", "lv-one-7-0", INCOMPLETE))
+                                     *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", drop=[INCOMPLETE]))
 
 
 def test_clone_from_a_vm_disk_copies_where_that_disk_is_active(fresh):
@@ -248,8 +247,7 @@ def test_clone_from_a_vm_disk_copies_where_that_disk_is_active(fresh):
                         *on("node2", h("activate", "vg_one", "lv-one-7-0", "ey"),
                             convert(dev("lv-one-8-0"), dev("lv-one-7-0")),
                             h("activate", "vg_one", "lv-one-7-0", "n")),
-                        *on("node1", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
-                            h("deltag", "vg_one", "lv-one-7-0", INCOMPLETE))]
+                        *on("node1", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", drop=[INCOMPLETE]))]
     assert state(w, "lv-one-8-0") == ([f"{USED}=8:0:node2"], {"node2": "ey"})
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
 
@@ -475,6 +473,7 @@ def test_mv_of_a_disk_between_hosts_moves_its_activation(world):
                             h("deltag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node1"),
                             h("addtag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node2"))]
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node2"], {"node2": "ey"})
+    assert (w.helper_runs("node1"), w.helper_runs("node2")) == (1, 3)   # the tag move: 1
 
 
 def test_mv_of_a_readonly_disk_activates_it_shared(world):
@@ -649,6 +648,7 @@ def test_delete_of_disk_n_removes_only_that_disks_lv_and_its_snapshots(world):
     assert w.names() == before - {"lv-one-1-1", "lv-one-1-1-snap-0"}
     del links_before[f"{M}/datastores/0/1/disk.1"]
     assert w.gfs.links == links_before
+    assert w.helper_runs("node1") == 3        # report, activate both + zero, remove both
 
 
 def test_delete_of_disk_10_does_not_touch_disk_1(world):

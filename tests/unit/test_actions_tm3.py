@@ -120,8 +120,7 @@ CLONE_7_3 = on("node1",
                h("lvs", "vg_one", "lv-one-7-3", "lv-oneimg-5"),
                h("create", "vg_one", "lv-one-7-3", GiB, INCOMPLETE, f"{USED}=7:3:node1"),
                *copy_into("lv-oneimg-5", "lv-one-7-3"),
-               *activate_and_link("lv-one-7-3", f"{D7}/disk.3"),
-               h("deltag", "vg_one", "lv-one-7-3", INCOMPLETE))
+               *activate_and_link("lv-one-7-3", f"{D7}/disk.3", drop=[INCOMPLETE]))
 
 
 def test_clone_copies_the_image_into_lv_one_vm_disk_in_the_first_vg(world):
