@@ -89,13 +89,14 @@ def made(action: str) -> str:
 
 # ----------------------------------------------------------------- scripts every door sends
 
-def activate_and_link(lv: str, path: str, flag: str = "ey",
-                      drop: list[str] = ()) -> list[tuple[str, ...]]:
+def activate_and_link(lv: str, path: str, flag: str = "ey", drop: list[str] = (),
+                      add: list[str] = ()) -> list[tuple[str, ...]]:
     """The activate + link script (volumes.ops.Disks.activate_and_link): GFS2
-    mounted?, `lv` activated (`flag`) and the `drop` tags dropped (one helper
-    batch), `path` linked to its device."""
+    mounted?, `lv` activated (`flag`), the `drop` tags dropped and the `add`
+    tags added (one helper batch), `path` linked to its device."""
     return [MOUNT_CHECK, h("activate", "vg_one", lv, flag),
-            *(h("deltag", "vg_one", lv, tag) for tag in drop), *link_steps(dev(lv), path)]
+            *(h("deltag", "vg_one", lv, tag) for tag in drop),
+            *(h("addtag", "vg_one", lv, tag) for tag in add), *link_steps(dev(lv), path)]
 
 
 def copy_into(source: str, target: str) -> list[tuple[str, ...]]:

@@ -225,6 +225,12 @@ class Disks:
         current = self.lv(host, volume)
         if current is None:
             raise NotFound(f"{volume} does not exist")
+        self.retag(host, volume, *self.use_change(current, use, vm_id, disk_id, readonly))
+
+    def use_change(self, current: LogicalVolume, use: Use | None, vm_id: int, disk_id: int,
+                   readonly: bool = False) -> tuple[list[str], list[str]]:
+        """(tags to add, tags to drop) so that the use tags of `current` (the LV's
+        report) for (vm, disk) say `use` (None: not in use)."""
         drop = [u.tag for u in self.uses(current)
                 if (u.vm_id, u.disk_id) == (vm_id, disk_id) and (use is None or u != use)]
         add = [use.tag] if use is not None and use.tag not in current.tags else []
@@ -233,21 +239,24 @@ class Disks:
         if use is None and READONLY_TAG in current.tags and \
                 len(self.uses(current)) - len(drop) == 0:
             drop.append(READONLY_TAG)
-        self.retag(host, volume, add, drop)
+        return add, drop
 
     # -- activation and links (one round trip) ---------------------------------
     def activate_and_link(self, host: str, volume: Volume, intent: str,
-                          link: str | None = None, drop_tags: list[str] = ()) -> None:
+                          link: str | None = None, drop_tags: list[str] = (),
+                          add_tags: list[str] = ()) -> None:
         """One round trip: activate and (a metadata change, so under the VG lock
-        -- the script is short) drop tags such as the incomplete mark, in one
-        helper batch, then link."""
+        -- the script is short) drop then add tags (the incomplete mark, use
+        tags), in one helper batch, then link."""
         steps = [self.cluster.helper("activate", volume.vg, volume.lv,
                                      self.cluster.lvm(host).policy.flag(intent))]
         steps += [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop_tags]
+        steps += [self.cluster.helper("addtag", volume.vg, volume.lv, tag) for tag in add_tags
+                  if tag not in drop_tags]
         if link:
             steps = self.cluster.mount_check() + steps + [
                 ["mkdir", "-p", os.path.dirname(link)], ["ln", "-sfn", volume.device, link]]
-        if drop_tags:
+        if drop_tags or add_tags:
             with self.cluster.locked(volume.vg):
                 self.cluster.run_steps(host, steps)
         else:

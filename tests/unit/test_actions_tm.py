@@ -468,12 +468,13 @@ def test_mv_of_a_disk_between_hosts_moves_its_activation(world):
     w = world.worker
     ok(world.run("mv", f"node1:{VM_DIR}/disk.0", f"node2:{VM_DIR}/disk.0", "7", "1"))
     assert w.sent() == [*on("node1", h("activate", "vg_one", "lv-one-7-0", "n")),
-                        *on("node2", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
-                            h("lvs", "vg_one", "lv-one-7-0"),
-                            h("deltag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node1"),
-                            h("addtag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node2"))]
+                        *on("node2", h("lvs", "vg_one", "lv-one-7-0"),
+                            *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0",
+                                               drop=[f"{USED}=7:0:node1"],
+                                               add=[f"{USED}=7:0:node2"]))]
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node2"], {"node2": "ey"})
-    assert (w.helper_runs("node1"), w.helper_runs("node2")) == (1, 3)   # the tag move: 1
+    # activation and the use-tag move: one helper batch (5 helper runs before batches)
+    assert (w.helper_runs("node1"), w.helper_runs("node2")) == (1, 2)
 
 
 def test_mv_of_a_readonly_disk_activates_it_shared(world):
@@ -502,9 +503,9 @@ def test_mv_of_a_disk_from_the_frontend_activates_it_on_the_host(world):
     w = world.worker
     w.vg.add("vg_one", "lv-one-7-0", GiB)                      # released at stop
     ok(world.run("mv", f"{FE}:{VM_DIR}/disk.0", f"node2:{VM_DIR}/disk.0", "7", "1"))
-    assert w.sent() == on("node2", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
-                          h("lvs", "vg_one", "lv-one-7-0"),
-                          h("addtag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node2"))
+    assert w.sent() == on("node2", h("lvs", "vg_one", "lv-one-7-0"),
+                          *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0",
+                                             add=[f"{USED}=7:0:node2"]))
 
 
 def test_mv_of_an_iso_disk_sends_nothing(world):

@@ -271,11 +271,12 @@ def test_context_failed_tar_stops_the_script(world, tmp_path):
 # ================================================================= tm_mv
 
 def moved_to(host: str, lv: str, disk: int, old: str | None) -> list:
-    steps = [*activate_and_link(lv, f"{D7}/disk.{disk}"), h("lvs", "vg_one", lv)]
-    if old:
-        steps.append(h("deltag", "vg_one", lv, f"{USED}=7:{disk}:{old}"))
-    steps.append(h("addtag", "vg_one", lv, f"{USED}=7:{disk}:{host}"))
-    return on(host, *steps)
+    """A disk arriving on `host`: its report, then activated, its use tag moved
+    from `old` (one helper batch) and linked."""
+    drop = [f"{USED}=7:{disk}:{old}"] if old else []
+    return on(host, h("lvs", "vg_one", lv),
+              *activate_and_link(lv, f"{D7}/disk.{disk}", drop=drop,
+                                 add=[f"{USED}=7:{disk}:{host}"]))
 
 
 VM7_DISKS = [(0, "lv-one-7-0"), (1, "lv-one-7-1"), (2, "lv-oneimg-13")]
