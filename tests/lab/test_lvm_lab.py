@@ -85,7 +85,8 @@ def test_lv_lifecycle_on_the_shared_vg(lab, cluster, new_lv):
 
 
 def test_exact_name_selection(lab, cluster):
-    """lv-one-N-0 must never match lv-one-N0-0 or lv-one-N-00 style neighbours."""
+    """lv-one-N-0 must never match lv-one-N0-0 or lv-one-N-00 style neighbours; named
+    reports (vg/lv arguments) list exactly the named LVs that exist."""
     node1 = lab.node_names[0]
     base = next(_ids)
     names = [vm_disk_lv(base, 0), vm_disk_lv(base * 10, 0), vm_disk_lv(base, 10)]
@@ -94,6 +95,11 @@ def test_exact_name_selection(lab, cluster):
     try:
         found = cluster.lvm(node1).lvs(VG, [names[0]])
         assert [lv.name for lv in found] == [names[0]]
+        # a named LV that does not exist is simply absent from the report
+        absent = vm_disk_lv(base, 99)
+        found = cluster.lvm(node1).lvs(VG, [absent, names[2], names[0]])
+        assert sorted(lv.name for lv in found) == sorted([names[0], names[2]])
+        assert cluster.lvm(node1).lvs(VG, [absent]) == []
     finally:
         for name in names:
             cluster.lvm(node1).remove(VG, name)

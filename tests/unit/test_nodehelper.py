@@ -23,10 +23,9 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs a root-owned file"
     ("vgs", ["vg_one"], ["vgs", *REPORT, "-o", nodehelper.VG_FIELDS, "vg_one"]),
     ("lvs", ["vg_two"], ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "vg_two"]),
     ("lvs", ["vg_one", "lv-one-1-0"],
-     ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "-S", "lv_name=lv-one-1-0", "vg_one"]),
-    ("lvs", ["vg_one", "lv-one-1-0", "lv-oneimg-7"],
-     ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "-S",
-      "lv_name=lv-one-1-0 || lv_name=lv-oneimg-7", "vg_one"]),
+     ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "vg_one/lv-one-1-0"]),
+    ("lvs", ["vg_one", "lv-one-1-0", "lv-oneimg-7", "lv-one-1-0"],          # each once
+     ["lvs", *REPORT, "-o", nodehelper.LV_FIELDS, "vg_one/lv-one-1-0", "vg_one/lv-oneimg-7"]),
     ("create", ["vg_one", "lv-one-1-0", "1073741824"],
      ["lvcreate", "--yes", "--activate", "n", "--zero", "n", "--wipesignatures", "n",
       "--size", "1073741824b", "--name", "lv-one-1-0", "vg_one"]),
@@ -57,11 +56,10 @@ def test_lvm_argv(verb, args, argv):
 
 
 def test_lvs_selection_is_exact():
-    # '=' in an LVM selection is an exact string match; never '=~' (regex)
-    argv = lvm_argv("lvs", ["vg_one", "lv-one-1-0"], VGS)
-    selection = argv[argv.index("-S") + 1]
-    assert selection == "lv_name=lv-one-1-0"
-    assert "=~" not in selection
+    # vg/lv arguments name whole LVs: no selection expression, no pattern at all
+    argv = lvm_argv("lvs", ["vg_one", "lv-one-1-0", "lv-one-1-10"], VGS)
+    assert "-S" not in argv and "--select" not in argv
+    assert argv[-2:] == ["vg_one/lv-one-1-0", "vg_one/lv-one-1-10"]
 
 
 @pytest.mark.parametrize("verb, args, message", [
@@ -498,3 +496,28 @@ def test_run_batch_of_steps_that_succeed_exits_0():
                                     "remove", "vg_one", "lv-one-1-0"], VGS)
     assert nodehelper.run_batch(steps, lambda command: _Proc(0), io.BytesIO(),
                                 io.BytesIO()) == 0
+
+
+# --- a named report: absent LVs are an answer ---------------------------------------
+
+@pytest.mark.parametrize("status, stderr, expected", [
+    (5, b'  Failed to find logical volume "vg_one/lv-one-1-0"\n', (0, b"")),
+    (5, b'  Failed to find logical volume "vg_one/lv-one-1-0"\n'
+        b'  Failed to find logical volume "vg_one/lv-oneimg-7"\n', (0, b"")),
+    # an LV nobody asked about, a lock failure, no reason at all: still failures
+    (5, b'  Failed to find logical volume "vg_one/lv-one-2-0"\n', None),
+    (5, b'  Failed to find logical volume "vg_one/lv-one-1-0"\n'
+        b'  VG vg_one lock failed: held by other host\n', None),
+    (5, b"", None),
+    (0, b"  WARNING: something\n", (0, b"  WARNING: something\n")),
+])
+def test_only_missing_named_lvs_is_a_successful_report(status, stderr, expected):
+    proc = _Proc(status, stdout=b"{}", stderr=stderr)
+    got = nodehelper.only_missing("lvs", ["vg_one", "lv-one-1-0", "lv-oneimg-7"], proc)
+    assert got == (expected or (status, stderr))
+
+
+def test_only_missing_applies_to_named_reports_only():
+    proc = _Proc(5, stderr=b'  Failed to find logical volume "vg_one/lv-one-1-0"\n')
+    assert nodehelper.only_missing("lvs", ["vg_one"], proc) == (5, proc.stderr)
+    assert nodehelper.only_missing("remove", ["vg_one", "lv-one-1-0"], proc) == (5, proc.stderr)
