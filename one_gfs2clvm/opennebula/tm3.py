@@ -17,10 +17,9 @@ GFS2 (the truth about what the VM uses) plus the VM's own LVs by exact name.
 
 from __future__ import annotations
 
-from ..names import HostPath, parse_lv_name, vm_disk_lv
-from ..errors import InvalidArgument
+from ..names import HostPath, vm_disk_lv
 from ..volumes.lifecycle import (delete_disk, linked_disks, make_volatile, move_disk,
-                                 remove_vm_disk)
+                                 remove_vm_disk, vm_volumes)
 from ..volumes.ops import Disks, Volume, is_frontend
 from . import paths, runtime
 from .args import ContextDisk, DiskFromImage, Move, NewDisk, Remove
@@ -83,14 +82,8 @@ def delete3(action: Action, req: Remove) -> None:
     # the VM's own LVs that no link names any more (an interrupted deploy), and
     # snapshots whose disk is gone: by exact name, each disk with its snapshots
     vg = action.config.default_vg
-    orphans = set()
-    for lv in action.cluster.lvm(host).lvs(vg):
-        try:
-            name = parse_lv_name(lv.name)
-        except InvalidArgument:
-            continue
-        if name.kind in ("vm_disk", "vm_snap") and name.vm_id == req.vm_id:
-            orphans.add(Volume(vg, vm_disk_lv(name.vm_id, name.disk_id)))
+    orphans = {Volume(vg, vm_disk_lv(req.vm_id, disk_id))
+               for _, disk_id in vm_volumes(action, host, [vg])}
     for volume in sorted(orphans, key=str):
         remove_vm_disk(action, disks, host, volume)
     action.cluster.run_steps(host, action.cluster.mount_check() + [["rm", "-rf", target.path]])

@@ -156,16 +156,24 @@ def release_use(action: Context, disks: Disks, host: str, volume: Volume, disk_i
     action.log(f"released {volume} (persistent image kept)")
 
 
-def delete_vm_dir(action: Context, disks: Disks, host: str, path: str) -> None:
-    remaining = []
-    for vg in action.config.volume_groups:
+def vm_volumes(action: Context, host: str, vgs) -> list[tuple[Volume, int]]:
+    """(volume, disk id) of every LV of the action's VM in `vgs` -- its disks and
+    their snapshots, by exact name -- as reported on `host`."""
+    found = []
+    for vg in vgs:
         for lv in action.cluster.lvm(host).lvs(vg):
             try:
                 name = parse_lv_name(lv.name)
             except InvalidArgument:
                 continue
             if name.kind in ("vm_disk", "vm_snap") and name.vm_id == action.vm_id:
-                remaining.append(f"{vg}/{lv.name}")
+                found.append((Volume(vg, lv.name), name.disk_id))
+    return found
+
+
+def delete_vm_dir(action: Context, disks: Disks, host: str, path: str) -> None:
+    remaining = [str(volume) for volume, _ in vm_volumes(action, host,
+                                                          action.config.volume_groups)]
     if remaining:
         raise DriverError(f"VM {action.vm_id} still has LVs ({', '.join(remaining)}): "
                           f"not removing {path}; delete its disks first")
