@@ -649,7 +649,7 @@ def test_delete_of_disk_n_removes_only_that_disks_lv_and_its_snapshots(world):
     assert w.names() == before - {"lv-one-1-1", "lv-one-1-1-snap-0"}
     del links_before[f"{M}/datastores/0/1/disk.1"]
     assert w.gfs.links == links_before
-    assert w.helper_runs("node1") == 3        # report, activate both + zero, remove both
+    assert w.helper_runs("node1") == 3        # report, activate both + zero, remove both (was 6)
 
 
 def test_delete_of_disk_10_does_not_touch_disk_1(world):
