@@ -17,7 +17,7 @@ from typing import TypeVar
 from .config import Config
 from .errors import ConfigError, ConnectError, RemoteCommandFailed, RemoteError, RemoteTimeout
 from .locking import vg_lock
-from .lvm import LvmClient, helper_argv, raise_for_result
+from .lvm import LvmClient, helper_argv, lvm_error
 from .names import check_host
 from .nodehelper import BATCH_SEPARATOR, BATCH_VERBS
 
@@ -58,22 +58,30 @@ class Cluster:
         failure; a failing node-helper step raises its typed LVM error.
         Consecutive node-helper steps run as ONE helper batch (one sudo, one
         python start), which stops at its first failing step like the script.
+        A failure carries `failed_step`, the index in `steps` of the step that
+        failed (all before it ran, none after).
         `on_stdout` sees stdout as it arrives (progress output)."""
         from .remote import CommandResult
         prefix = self._helper_prefix()
+        merged, firsts = self._batched(steps)
         try:
-            return self.remote(host).run_script(self.batched(steps), stdin=stdin,
-                                                timeout=timeout, on_stdout=on_stdout)
+            return self.remote(host).run_script(merged, stdin=stdin, timeout=timeout,
+                                                on_stdout=on_stdout)
         except RemoteCommandFailed as exc:
             words = shlex.split(exc.command) if exc.command else []
+            failed = _failed_step(firsts, exc.step_index, words, exc.stderr)
             if words[3:4] == [_MOUNT_CHECK]:
-                raise RemoteError(f"{host}: {self.config.gfs2_mount} is not mounted there (the "
-                                  f"shared GFS2 of the workers): mount it, then retry",
-                                  host=host) from None
-            if words[:3] == prefix and len(words) >= 5:
-                raise_for_result(host, CommandResult(exc.exit_status, exc.stdout, exc.stderr),
-                                 _helper_target(words[3:], exc.stderr))
-            raise
+                error = RemoteError(f"{host}: {self.config.gfs2_mount} is not mounted there (the "
+                                    f"shared GFS2 of the workers): mount it, then retry",
+                                    host=host)
+            elif words[:3] == prefix and len(words) >= 5:
+                error = lvm_error(host, CommandResult(exc.exit_status, exc.stdout, exc.stderr),
+                                  _helper_target(words[3:], exc.stderr))
+            else:
+                exc.failed_step = failed
+                raise
+            error.failed_step = failed
+            raise error from None
 
     def _helper_prefix(self) -> list[str]:
         return [self.config.sudo, "-n", self.config.node_helper]
@@ -82,6 +90,10 @@ class Cluster:
         """`steps` with every run of two or more consecutive batchable node-helper
         steps (create remove extend activate addtag deltag) joined into one
         `batch` step; everything else, and the order, unchanged."""
+        return self._batched(steps)[0]
+
+    def _batched(self, steps: list) -> tuple[list, list[int]]:
+        """(batched steps, index in `steps` of each one's first step)."""
         prefix = self._helper_prefix()
 
         def batchable(step) -> bool:
@@ -89,8 +101,9 @@ class Cluster:
                 len(step) > 3 and step[3] in BATCH_VERBS
 
         merged: list = []
+        firsts: list[int] = []
         run: list = []
-        for step in [*steps, None]:
+        for index, step in enumerate([*steps, None]):
             if step is not None and batchable(step):
                 run.append(step)
                 continue
@@ -98,13 +111,16 @@ class Cluster:
                 merged.append(run[0])
             elif run:
                 words = [*prefix, "batch"]
-                for index, each in enumerate(run):
-                    words += ([BATCH_SEPARATOR] if index else []) + [str(w) for w in each[3:]]
+                for position, each in enumerate(run):
+                    words += ([BATCH_SEPARATOR] if position else []) + [str(w) for w in each[3:]]
                 merged.append(words)
+            if run:
+                firsts.append(index - len(run))
             run = []
             if step is not None:
                 merged.append(step)
-        return merged
+                firsts.append(index)
+        return merged, firsts
 
     def mount_check(self) -> list[list[str]]:
         """A first step for scripts that write on the shared filesystem: fails with
@@ -139,6 +155,21 @@ class Cluster:
                     raise
                 failures.append(exc.one_line())
         raise ConnectError("no bridge host reachable: " + "; ".join(failures))
+
+
+def _failed_step(firsts: list[int], index: int | None, words: list[str],
+                 stderr: str) -> int | None:
+    """The caller's index of the failed step: the failed script step's first
+    original step, plus the batch step the helper names (if a batch)."""
+    if index is None or not 0 <= index < len(firsts):
+        return None
+    if words[3:4] == ["batch"]:
+        # a refused batch ran none of its steps: the failure is its first
+        found = _BATCH_FAILED_RE.search(stderr or "")
+        if found:
+            return firsts[index] + int(found[1]) - 1
+        return firsts[index] if _BATCH_REFUSED_RE.search(stderr or "") else None
+    return firsts[index]
 
 
 def _helper_target(request: list[str], stderr: str) -> str:

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 
 class DriverError(Exception):
-    """Base class: one clear line for the admin, plus a process exit code."""
+    """Base class: one clear line for the admin, plus a process exit code.
+
+    `failed_step`: when a multi-step remote script (cluster.run_steps) failed,
+    the index of the step that failed in the caller's list -- every step
+    before it ran, none after it -- so an undo knows exactly what exists;
+    None when that is not known (timeout, lost connection)."""
 
     exit_code = 1
+    failed_step: int | None = None
 
     def one_line(self) -> str:
         text = " ".join(str(self).split())
@@ -55,8 +61,9 @@ class RemoteCommandFailed(RemoteError):
     """A remote command exited non-zero."""
 
     def __init__(self, host: str, command: str, exit_status: int, stderr: str,
-                 stdout: str = ""):
+                 stdout: str = "", step_index: int | None = None):
         self.command = command
+        self.step_index = step_index          # which step of a script failed
         self.exit_status = exit_status
         self.stderr = stderr
         self.stdout = stdout

@@ -21,8 +21,8 @@ from typing import Iterable, Protocol
 from .config import Config
 from .names import check_host, check_lv, check_tag, check_vg
 from .remote import CommandResult  # cheap: paramiko is imported only on connect
-from .errors import (ActivationError, HelperRefused, InvalidArgument, LockContention,
-                     LockManagerDown, LvmError, NotFound)
+from .errors import (ActivationError, DriverError, HelperRefused, InvalidArgument,
+                     LockContention, LockManagerDown, LvmError, NotFound)
 from .nodehelper import (ACTIVATION_FLAGS, EXIT_REFUSED, LV_LOCKED_RE, NOT_FOUND_RE,
                          TRANSIENT_LOCK_RE, Refused, lvm_argv)
 
@@ -284,15 +284,19 @@ def raise_for_result(host: str, result: CommandResult, target: str) -> None:
 
     `target` names what was being changed ("vg_one/lv-one-7-0", "VG vg_one").
     """
-    if result.exit_status == 0:
-        return
+    if result.exit_status != 0:
+        raise lvm_error(host, result, target)
+
+
+def lvm_error(host: str, result: CommandResult, target: str) -> DriverError:
+    """The typed error for a failed helper run (see raise_for_result)."""
     line = last_error_line(result.stderr) or f"exit status {result.exit_status}"
     if result.exit_status == EXIT_REFUSED:
-        raise HelperRefused(f"{host}: node helper refused the request for {target}: {line}")
+        return HelperRefused(f"{host}: node helper refused the request for {target}: {line}")
     for pattern, error, explanation in _KNOWN_FAILURES:
         if pattern.search(result.stderr or ""):
-            raise error(f"{host}: {target}: {explanation.format(host=host)}{line}")
-    raise LvmError(f"{host}: {target}: {line}")
+            return error(f"{host}: {target}: {explanation.format(host=host)}{line}")
+    return LvmError(f"{host}: {target}: {line}")
 
 
 def _check_size(size_bytes: object) -> int:

@@ -268,7 +268,7 @@ class Remote:
         if check and result.exit_status != 0:
             failed = shown[index] if index is not None else "/bin/sh -c <script>"
             raise RemoteCommandFailed(self.host, failed, result.exit_status,
-                                      _text(per_step[-1]), result.stdout)
+                                      _text(per_step[-1]), result.stdout, step_index=index)
         return result
 
     def _open_channel(self):

@@ -496,7 +496,7 @@ class FakeRemote:
         self._check_up()
         had_stdin = self._drain(stdin)
         out, err = [], []
-        for step in steps:
+        for index, step in enumerate(steps):
             shown, stages = _stages(step)
             result = _ok()
             for argv in stages:
@@ -509,7 +509,7 @@ class FakeRemote:
             if result.exit_status != 0:
                 if check:
                     raise RemoteCommandFailed(self.host, shown, result.exit_status,
-                                              result.stderr, "".join(out))
+                                              result.stderr, "".join(out), step_index=index)
                 return _fail(result.exit_status, "".join(err), "".join(out))
         stdout = "".join(out)
         if on_stdout is not None and stdout:

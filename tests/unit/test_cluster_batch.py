@@ -92,3 +92,31 @@ def test_a_refused_batch_names_the_refused_step():
     assert "batch step 2" in info.value.one_line()
     assert worker.helper_calls() == []                            # nothing ran
     assert shlex.join(batch) in [shlex.join(c.argv) for c in worker.calls]
+
+
+def test_a_failure_names_the_callers_step_index():
+    """failed_step counts in the caller's list, batches unfolded: every step before
+    it ran, none after."""
+    worker = ScriptedWorker(CONFIG)
+    worker.vg.add("vg_one", "lv-one-1-0", GiB)
+    steps = [["mkdir", "-p", "/x"],
+             helper("activate", "vg_one", "lv-one-1-0", "ey"),
+             helper("activate", "vg_one", "lv-one-1-9", "ey"),        # missing: fails
+             helper("remove", "vg_one", "lv-one-1-0"),
+             ["qemu-img", "convert", "a", "b"]]
+    with installed(worker), pytest.raises(NotFound) as info:
+        Cluster(CONFIG).run_steps("node1", steps)
+    assert info.value.failed_step == 2
+    worker.fail("qemu-img", "convert")
+    with installed(worker), pytest.raises(Exception) as info:
+        Cluster(CONFIG).run_steps("node1", steps[:2] + steps[4:])
+    assert info.value.failed_step == 2                      # the convert, third in that list
+
+
+def test_a_refused_batch_failed_at_its_first_step():
+    worker = RecordingWorker(CONFIG)
+    batch = helper("batch", "activate", "vg_one", "lv-one-1-0", "n", ";",
+                   "activate", "vg_other", "lv-one-1-0", "n")
+    with installed(worker), pytest.raises(HelperRefused) as info:
+        Cluster(CONFIG).run_steps("node1", [["true"], batch])
+    assert info.value.failed_step == 1                      # nothing of the batch ran
