@@ -107,6 +107,26 @@ def copy_into(source: str, target: str) -> list[tuple[str, ...]]:
             convert(dev(source), dev(target)), h("activate", "vg_one", source, "n")]
 
 
+def filled_new_lv(source: str | None, target: str, size: int, tags: list[str] = (),
+                  copy_from: str | None = None, fmt: str = "raw", link: str | None = None,
+                  keep_active: bool = False) -> list[tuple[str, ...]]:
+    """A new LV filled by volumes.copies.fill_new_volume: one batch creating
+    `target` (incomplete, `tags`), activating it and read-activating the
+    `source` LV (None: a file, or an LV already active here); the copy (from
+    `copy_from`, default the source's device); one batch releasing the source,
+    deactivating `target` unless `keep_active` and dropping the mark, then the
+    `link` (GFS2 checked first)."""
+    release = [h("activate", "vg_one", source, "n")] if source else []
+    finish = [*release, *([] if keep_active else [h("activate", "vg_one", target, "n")]),
+              h("deltag", "vg_one", target, INCOMPLETE)]
+    if link:
+        finish = [MOUNT_CHECK, *finish, *link_steps(dev(target), link)]
+    return [h("create", "vg_one", target, size, INCOMPLETE, *tags),
+            h("activate", "vg_one", target, "ey"),
+            *([h("activate", "vg_one", source, "sy")] if source else []),
+            convert(copy_from or dev(source), dev(target), fmt), *finish]
+
+
 def removed_new_lv(lv: str, host: str = "node1") -> list:
     """The undo of a created LV: report, then deactivate + remove in one script."""
     return on(host, h("lvs", "vg_one", lv), h("activate", "vg_one", lv, "n"),
@@ -115,7 +135,7 @@ def removed_new_lv(lv: str, host: str = "node1") -> list:
 
 def failed_copy_undone(source: str | None, target: str, host: str = "node1",
                        removed: bool = True) -> list:
-    """What follows a failed copy script (volumes.copies.copy_into) on `host`, each
+    """What follows a failed copy (volumes.copies.copy_into, fill_new_volume) on `host`, each
     step alone: the `source` LV released (None: nothing to release -- a file, or
     an LV already active there), `target` deactivated; then, when `removed`
     (the action created `target`), the undo removing it (removed_new_lv)."""

@@ -24,7 +24,7 @@ import os
 
 from ..errors import DriverError, InUse, InvalidArgument, NotFound, SourceNotFound
 from ..names import IsoxSource, LvSource, Use, vm_disk_lv
-from ..volumes.copies import copy_into, restore
+from ..volumes.copies import copy_into, copy_to_new_volume, restore
 from ..volumes.lifecycle import (delete_disk, delete_vm_dir, linked_volume, make_volatile,
                                  move_dir, move_disk, release_use)
 from ..volumes.ops import INCOMPLETE_TAG, MiB, Disks, Volume, is_frontend, snapshot_volume
@@ -262,11 +262,7 @@ def snap_create(action: Action, req: DiskSnapshot) -> None:
     source = disks.lv(host, volume)
     if source is None:
         raise SourceNotFound(f"{volume} does not exist")
-    disks.create(host, snapshot, source.size_bytes, [INCOMPLETE_TAG])
-    copy_into(action, disks, host, volume, "raw", snapshot, source.active_locally,
-               size=source.size_bytes)
-    disks.deactivate(host, snapshot)
-    disks.retag(host, snapshot, drop=[INCOMPLETE_TAG])
+    copy_to_new_volume(action, disks, host, volume, source, snapshot)
     action.log(f"snapshot {snapshot} of {volume} taken")
 
 

@@ -14,7 +14,7 @@ import tarfile
 from ..errors import InUse, InvalidArgument, NotFound, SourceNotFound
 from ..names import (FileSource, IsoxSource, LvmSource, LvSource, UrlSource, Use, VolSource,
                      vm_disk_lv)
-from ..volumes.copies import copy_into
+from ..volumes.copies import copy_into, fill_new_volume
 from ..volumes.ops import INCOMPLETE_TAG, MiB, Disks, Volume, image_volume
 from . import paths
 from .args import tm_source
@@ -127,8 +127,14 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
     else:
         source_format, size = disks.probe_image(copy_host, copy_from)
     size = max(size, size_mb * MiB)
-    disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag],
-                 undo_hosts=list(bridge_hosts or action.config.bridge_hosts) or None)
+    undo_hosts = list(bridge_hosts or action.config.bridge_hosts) or None
+    if copy_host == dst.host:                  # the usual case: 2 helper runs around the copy
+        fill_new_volume(action, disks, dst.host, copy_from, source_format, target, size,
+                        [use.tag], source_active_here, undo_hosts, keep_active=True,
+                        link=dst.path)
+        action.log(f"{target} ready on {dst.host} as {dst.path}")
+        return
+    disks.create(dst.host, target, size, [INCOMPLETE_TAG, use.tag], undo_hosts=undo_hosts)
     copy_into(action, disks, copy_host, copy_from, source_format, target, source_active_here,
                size=size)
     if copy_host != dst.host:

@@ -5,11 +5,13 @@ reading a volume on a host exists once.
 
 from __future__ import annotations
 
+import contextlib
+
 from ..errors import DriverError
 from ..locking import named_lock
 from ..qemuimg import ConvertProgress
 from ..streaming import Progress
-from .ops import INCOMPLETE_TAG, MiB, Context, Disks, Volume
+from .ops import INCOMPLETE_TAG, MiB, Context, Disks, Volume, round_up_mib
 
 
 def _best_effort(action: Context, host: str, step: list, after: str) -> None:
@@ -47,14 +49,23 @@ class Read:
             cluster.helper("activate", volume.vg, volume.lv, policy.flag("release"))]
 
     def run(self, steps: list, cleanup: list = (), on_stdout=None):
+        with self.held(cleanup):
+            return self.action.cluster.run_steps(self.host, steps, on_stdout=on_stdout)
+
+    @contextlib.contextmanager
+    def held(self, cleanup: list = (), doing: str | None = None):
+        """The per-host read lock around several scripts of the caller's; if one
+        fails, `release` then each `cleanup` step (read when it fails: the
+        caller may add to the list) run separately, best effort; what stayed
+        is logged as left after `doing` (default: reading the volume)."""
         action = self.action
         with named_lock(action.config, f"read-{self.volume.device.replace('/', '_')}"
                                        f"@{self.host}"):
             try:
-                return action.cluster.run_steps(self.host, steps, on_stdout=on_stdout)
+                yield self
             except Exception:
                 for step in [*self.release, *cleanup]:
-                    _best_effort(action, self.host, step, f"reading {self.volume}")
+                    _best_effort(action, self.host, step, doing or f"reading {self.volume}")
                 raise
 
 
@@ -103,14 +114,81 @@ def copy_into(action: Context, disks: Disks, host: str, source, source_format: s
 def copy_to_new_volume(action: Context, disks: Disks, host: str, source: Volume, source_lv,
                        target: Volume, tags: list[str] = (), undo_hosts=None) -> None:
     """A new LV `target` with the bytes of `source` (whose report is source_lv),
-    copied on `host`: created incomplete, filled, released, mark dropped.
-    The caller has checked that target is absent or removed its leftover."""
-    disks.create(host, target, source_lv.size_bytes, [INCOMPLETE_TAG, *tags],
-                 undo_hosts=undo_hosts)
-    copy_into(action, disks, host, source, "raw", target, source_lv.active_locally,
-              size=source_lv.size_bytes)
-    disks.deactivate(host, target)
-    disks.retag(host, target, drop=[INCOMPLETE_TAG])
+    copied on `host` and left inactive (fill_new_volume).  The caller has
+    checked that target is absent or removed its leftover."""
+    fill_new_volume(action, disks, host, source, "raw", target, source_lv.size_bytes,
+                    list(tags), source_active_here=source_lv.active_locally,
+                    undo_hosts=undo_hosts)
+
+
+def fill_new_volume(action: Context, disks: Disks, host: str, source, source_format: str,
+                    target: Volume, size: int, tags: list[str], source_active_here=False,
+                    undo_hosts=None, keep_active: bool = False, link: str | None = None
+                    ) -> None:
+    """A new LV `target` (`size` bytes, rounded up to MiB) holding the bytes of
+    `source` (a Volume, or an image file's path on GFS2), made on `host` in
+    three round trips and two helper runs:
+      1. under the VG lock, ONE helper batch: create it inactive, marked
+         incomplete and tagged `tags`; activate it exclusively; read-activate
+         a volume source (Read);
+      2. zero per policy, copy (no VG lock: copies never queue behind
+         metadata changes);
+      3. under the VG lock, ONE batch: release the source, deactivate the
+         target unless `keep_active`, drop the mark; then link it as `link`
+         (GFS2 checked first).
+    A volume source's per-host read lock is held from 1 to 3.  When a step
+    fails, the source is released and the target deactivated there (best
+    effort), and the undo removes the target: registered once the create step
+    has run (failed_step says so), never for an LV the create did not make --
+    when that is unknown (a timeout), a re-run finds the incomplete leftover."""
+    cluster = action.cluster
+    policy = cluster.lvm(host).policy
+    created = round_up_mib(size)
+    make = cluster.helper("create", target.vg, target.lv, created, INCOMPLETE_TAG, *tags)
+    activate = cluster.helper("activate", target.vg, target.lv, policy.flag("exclusive"))
+    off = cluster.helper("activate", target.vg, target.lv, "n")
+    read = Read(action, host, source, source_active_here) if isinstance(source, Volume) else None
+    source_path = source.device if read else source
+    copy = ([disks.zero_command(target.device)] if action.config.zero_on_create else []) + [
+        disks.copy_command(source_path, target.device, source_format, disks.target_is_zero(),
+                           progress=True)]
+    finish = [*(read.release if read else []), *([] if keep_active else [off]),
+              cluster.helper("deltag", target.vg, target.lv, INCOMPLETE_TAG)]
+    if link:
+        finish = cluster.mount_check() + finish + disks.link_steps(target, link)
+    progress = Progress(action.log, f"copy of {source} into {target} on {host}", size)
+    cleanup: list = []
+    doing = f"copying into {target}"
+    with read.held(cleanup, doing) if read else _failing_cleanup(action, host, cleanup, doing):
+        try:
+            with cluster.locked(target.vg):
+                cluster.run_steps(host, [make, activate, *(read.activate if read else [])])
+        except DriverError as exc:
+            if exc.failed_step != 0:             # the LV exists (or may: then best effort)
+                if exc.failed_step is not None:
+                    disks.undo_create(host, target, undo_hosts)
+                cleanup.append(off)
+            raise
+        disks.undo_create(host, target, undo_hosts)
+        action.log(f"created {target} ({created // MiB} MiB)")
+        cleanup.append(off)
+        cluster.run_steps(host, copy, on_stdout=ConvertProgress(progress))
+        progress.update(size)
+        progress.finish()
+        with cluster.locked(target.vg):
+            cluster.run_steps(host, finish)
+
+
+@contextlib.contextmanager
+def _failing_cleanup(action: Context, host: str, cleanup: list, doing: str):
+    """What Read.held does on failure, for a source that is a file (no lock, no
+    release): each `cleanup` step, best effort."""
+    try:
+        yield None
+    except Exception:
+        for step in cleanup:
+            _best_effort(action, host, step, doing)
+        raise
 
 
 def restore(action: Context, disks: Disks, host: str, target: Volume, target_lv,

@@ -138,6 +138,11 @@ class Disks:
         with self.cluster.locked(volume.vg):
             self.cluster.lvm(host).create(volume.vg, volume.lv, round_up_mib(size_bytes), tags)
         self.action.log(f"created {volume} ({round_up_mib(size_bytes) // MiB} MiB)")
+        self.undo_create(host, volume, undo_hosts)
+
+    def undo_create(self, host: str, volume: Volume, undo_hosts: list[str] | None = None
+                    ) -> None:
+        """Register the removal of `volume`, which this action has just created."""
         if undo_hosts:
             hosts = [host] + [h for h in undo_hosts if h != host]
             self.action.undo.push(f"remove {volume}", lambda: self.discard(volume, hosts))
@@ -254,8 +259,7 @@ class Disks:
         steps += [self.cluster.helper("addtag", volume.vg, volume.lv, tag) for tag in add_tags
                   if tag not in drop_tags]
         if link:
-            steps = self.cluster.mount_check() + steps + [
-                ["mkdir", "-p", os.path.dirname(link)], ["ln", "-sfn", volume.device, link]]
+            steps = self.cluster.mount_check() + steps + self.link_steps(volume, link)
         if drop_tags or add_tags:
             with self.cluster.locked(volume.vg):
                 self.cluster.run_steps(host, steps)
@@ -277,8 +281,13 @@ class Disks:
             return False
 
     def link(self, host: str, link: str, target: str) -> None:
-        self.cluster.run_steps(host, self.cluster.mount_check() + [
-            ["mkdir", "-p", os.path.dirname(link)], ["ln", "-sfn", target, link]])
+        self.cluster.run_steps(host, self.cluster.mount_check() + self.link_steps(target, link))
+
+    @staticmethod
+    def link_steps(target, link: str) -> list[list[str]]:
+        """`link` made a symlink to `target` (a Volume's device, or a path)."""
+        device = target.device if isinstance(target, Volume) else target
+        return [["mkdir", "-p", os.path.dirname(link)], ["ln", "-sfn", device, link]]
 
     def unlink(self, host: str, link: str) -> None:
         self.cluster.remote(host).run(["rm", "-f", link])

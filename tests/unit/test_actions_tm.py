@@ -20,9 +20,9 @@ import pytest
 
 from one_gfs2clvm.opennebula import tm
 from testkit.actionkit import (ALICE, FE, INCOMPLETE, M, MOUNT_CHECK, RO, USED, activate_and_link,
-                               convert, copy_into, dev, failed, failed_copy_undone, h, link_steps,
-                               make_config, monitor_output, ok, on, removed_new_lv, state,
-                               users_api, zero_and_remove, world_of)
+                               convert, copy_into, dev, failed, failed_copy_undone, filled_new_lv,
+                               h, link_steps, make_config, monitor_output, ok, on, removed_new_lv,
+                               state, users_api, zero_and_remove, world_of)
 from testkit.fakeoned import datastore_doc, image_doc, vm_doc
 from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
@@ -133,21 +133,19 @@ def fresh(tmp_path):
 # ================================================================= clone
 
 def test_clone_copies_the_image_into_a_new_disk_lv_and_links_it(fresh):
-    """clone: one report, the LV created inactive and marked incomplete, one script
-    that activates it, read-activates the image, converts and releases the image,
-    then one script that activates, links and drops the mark -- all on node1."""
+    """clone: one report; one batch that creates the LV (inactive, marked
+    incomplete), activates it and read-activates the image; the copy; one batch
+    that releases the image and drops the mark, then the link -- all on node1."""
     w = fresh.worker
     ok(fresh.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1"))
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-one-7-0", "lv-oneimg-5"),
-                          h("create", "vg_one", "lv-one-7-0", GiB, INCOMPLETE,
-                            f"{USED}=7:0:node1"),
-                          *copy_into("lv-oneimg-5", "lv-one-7-0"),
-                          *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", drop=[INCOMPLETE]))
+                          *filled_new_lv("lv-oneimg-5", "lv-one-7-0", GiB, [f"{USED}=7:0:node1"],
+                                         link=f"{VM_DIR}/disk.0", keep_active=True))
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
     assert state(w, "lv-oneimg-5") == ([], {})
     assert w.gfs.links[f"{VM_DIR}/disk.0"] == dev("lv-one-7-0")
-    assert w.helper_runs("node1") == 5    # report, create, 2 activations, release, activate+unmark
+    assert w.helper_runs("node1") == 3    # report, the batch before the copy, the one after (was 7)
 
 
 def test_clone_of_a_disk_bigger_than_the_image_sizes_the_lv_to_the_disk(fresh):
@@ -174,12 +172,38 @@ def test_clone_failed_copy_releases_the_image_and_removes_the_new_lv(fresh):
 
 
 def test_clone_failed_link_removes_the_copied_lv(fresh):
-    """clone, the final activate+link script failing (ln): the copied LV is removed."""
+    """clone, the final script failing at the link (ln): the image released again
+    and the copied LV deactivated (best effort, each alone), then removed."""
     w = fresh.worker
     w.fail("ln", "-sfn", host="node1", stderr="ln: Read-only file system\n")
     failed(fresh.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1"),
            3, "Read-only file system")
-    assert w.after_failure() == removed_new_lv("lv-one-7-0")
+    assert w.after_failure() == failed_copy_undone("lv-oneimg-5", "lv-one-7-0")
+    assert w.lv("lv-one-7-0") is None
+
+
+def test_clone_whose_create_fails_removes_nothing(fresh):
+    """clone, the create step of the first batch failing (an LV of that name appeared
+    meanwhile): nothing of the batch after it ran, and the undo removes nothing --
+    that LV is not this action's."""
+    w = fresh.worker
+    w.fail(*h("create", "vg_one", "lv-one-7-0"), host="node1", status=5,
+           stderr='  Logical Volume "lv-one-7-0" already exists in volume group "vg_one"\n')
+    failed(fresh.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1"),
+           4, "already exists")
+    assert w.after_failure() == on("node1", h("activate", "vg_one", "lv-oneimg-5", "n"))
+    assert not any(argv[3:4] == ("remove",) for _, argv in w.sent())
+
+
+def test_clone_whose_source_activation_fails_removes_the_new_lv(fresh):
+    """clone, the image's read activation failing in the first batch (after the
+    create): the new LV is deactivated and removed, the image released."""
+    w = fresh.worker
+    w.fail(*h("activate", "vg_one", "lv-oneimg-5", "sy"), host="node1", status=5,
+           stderr="  LV locked by other host: vg_one/lv-oneimg-5\n")
+    failed(fresh.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1"),
+           4, "vg_one/lv-oneimg-5")
+    assert w.after_failure() == failed_copy_undone("lv-oneimg-5", "lv-one-7-0")
     assert w.lv("lv-one-7-0") is None
 
 
@@ -225,11 +249,9 @@ def test_clone_of_an_image_file_probes_and_converts_it(fresh):
                                      ("readlink", "-e", "--", path),
                                      h("lvs", "vg_one", "lv-one-7-0"),
                                      ("qemu-img", "info", "--output", "json", path),
-                                     h("create", "vg_one", "lv-one-7-0", GiB, INCOMPLETE,
-                                       f"{USED}=7:0:node1"),
-                                     h("activate", "vg_one", "lv-one-7-0", "ey"),
-                                     convert(path, dev("lv-one-7-0")),
-                                     *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", drop=[INCOMPLETE]))
+                                     *filled_new_lv(None, "lv-one-7-0", GiB,
+                                                    [f"{USED}=7:0:node1"], copy_from=path,
+                                                    link=f"{VM_DIR}/disk.0", keep_active=True))
 
 
 def test_clone_from_a_vm_disk_copies_where_that_disk_is_active(fresh):

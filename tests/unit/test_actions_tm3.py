@@ -19,8 +19,8 @@ import pytest
 from one_gfs2clvm.opennebula import tm3
 from testkit import actionkit
 from testkit.actionkit import (ALICE, FE, INCOMPLETE, M, MOUNT_CHECK, USED, activate_and_link,
-                               copy_into, dev, failed_copy_undone, h, link_steps, make_config, ok,
-                               on, removed_new_lv, state, users_api, zero_and_remove, world_of)
+                               dev, failed_copy_undone, filled_new_lv, h, link_steps, make_config,
+                               ok, on, removed_new_lv, state, users_api, zero_and_remove, world_of)
 from testkit.fakeoned import image_doc, vm_doc
 from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
@@ -118,9 +118,8 @@ def fresh(tmp_path):
 
 CLONE_7_3 = on("node1",
                h("lvs", "vg_one", "lv-one-7-3", "lv-oneimg-5"),
-               h("create", "vg_one", "lv-one-7-3", GiB, INCOMPLETE, f"{USED}=7:3:node1"),
-               *copy_into("lv-oneimg-5", "lv-one-7-3"),
-               *activate_and_link("lv-one-7-3", f"{D7}/disk.3", drop=[INCOMPLETE]))
+               *filled_new_lv("lv-oneimg-5", "lv-one-7-3", GiB, [f"{USED}=7:3:node1"],
+                              link=f"{D7}/disk.3", keep_active=True))
 
 
 def test_clone_copies_the_image_into_lv_one_vm_disk_in_the_first_vg(world):
