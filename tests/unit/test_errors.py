@@ -204,23 +204,17 @@ def test_cp_over_an_lv_another_action_made_raises_not_ours(ds):
     assert ds.worker.sent() == on("node1", h("lvs", "vg_one", "lv-oneimg-42"))
 
 
-def test_clone_of_a_missing_image_lv_raises_source_not_found(ds):
-    """datastore.clone: the source image LV."""
-    exc = raised(ds, "clone", "42", stdin=ds_input(42, path="vg_one/lv-oneimg-77"))
-    assert type(exc) is SourceNotFound
-    assert str(exc) == "source image vg_one/lv-oneimg-77 does not exist"
-
-
-def test_cp_of_a_missing_vm_disk_raises_source_not_found(ds):
-    """imports.Import._from_volume -> ops.Disks.copy_site: lvm://8/0 whose LV is gone."""
-    exc = raised(ds, "cp", "42", stdin=ds_input(42, path="lvm://8/0"))
-    assert type(exc) is SourceNotFound and str(exc) == "vg_one/lv-one-8-0 does not exist"
-
-
-def test_stat_of_a_missing_vm_disk_raises_source_not_found(ds):
-    """imports.Import.source_size: the LV an lvm:// PATH names."""
-    exc = raised(ds, "stat", "42", stdin=ds_input(42, path="lvm://8/0"))
-    assert type(exc) is SourceNotFound and str(exc) == "vg_one/lv-one-8-0 does not exist"
+@pytest.mark.parametrize("action, path, message", [
+    # datastore.clone: the source image LV
+    ("clone", "vg_one/lv-oneimg-77", "source image vg_one/lv-oneimg-77 does not exist"),
+    # imports.Import._from_volume -> ops.Disks.copy_site: lvm://8/0 whose LV is gone
+    ("cp", "lvm://8/0", "vg_one/lv-one-8-0 does not exist"),
+    # imports.Import.source_size: the LV an lvm:// PATH names
+    ("stat", "lvm://8/0", "vg_one/lv-one-8-0 does not exist"),
+])
+def test_a_missing_copy_source_raises_source_not_found(ds, action, path, message):
+    exc = raised(ds, action, "42", stdin=ds_input(42, path=path))
+    assert type(exc) is SourceNotFound and str(exc) == message
 
 
 def test_cp_of_a_file_on_neither_side_raises_source_not_found(ds, tmp_path):
