@@ -510,6 +510,11 @@ def test_run_batch_of_steps_that_succeed_exits_0():
         b'  VG vg_one lock failed: held by other host\n', None),
     (5, b"", None),
     (0, b"  WARNING: something\n", (0, b"  WARNING: something\n")),
+    # the VG's lockspace not started here: lvs reads without a lock and says so
+    (5, b"  Reading VG vg_one without a lock.\n"
+        b'  Failed to find logical volume "vg_one/lv-one-1-0"\n',
+     (0, b"  Reading VG vg_one without a lock.\n")),
+    (5, b"  Reading VG vg_one without a lock.\n", None),
 ])
 def test_only_missing_named_lvs_is_a_successful_report(status, stderr, expected):
     proc = _Proc(status, stdout=b"{}", stderr=stderr)
