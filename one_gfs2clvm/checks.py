@@ -59,6 +59,7 @@ def check_node(config: Config, host: str) -> list[str]:
         problems.append(f"node helper failed: {version.stderr.strip()}")
         return problems
     info = json.loads(version.stdout)
+    problems += helper_version_problems(info)
     if info.get("lock_mode") != config.lock_mode:
         problems.append(f"worker lock_mode {info.get('lock_mode')} != front-end {config.lock_mode}")
     for vg in config.volume_groups:
@@ -76,3 +77,14 @@ def check_node(config: Config, host: str) -> list[str]:
                             f"for lock_mode {config.lock_mode} "
                             f"(try: {shlex.join(['vgchange', '--lock-start', vg])})")
     return problems
+
+
+def helper_version_problems(info: dict) -> list[str]:
+    """The worker's helper must be this driver's: an older one refuses requests
+    the driver sends (helper 1 knows no `batch`)."""
+    from .nodehelper import VERSION
+    found = str(info.get("helper", "?"))
+    if found == VERSION:
+        return []
+    return [f"the worker's node helper is version {found}, this driver needs {VERSION}: "
+            f"install the helper of this release (one-gfs2clvm node-helper-path)"]

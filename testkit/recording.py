@@ -72,7 +72,7 @@ from unittest import mock
 
 from one_gfs2clvm import remote as remote_module
 from one_gfs2clvm.errors import ConnectError, InvalidArgument, RemoteCommandFailed
-from one_gfs2clvm.nodehelper import EXIT_REFUSED, Refused, batch_steps, lvm_argv
+from one_gfs2clvm.nodehelper import EXIT_REFUSED, VERSION, Refused, batch_steps, lvm_argv
 from one_gfs2clvm.opennebula import runtime
 from one_gfs2clvm.remote import CommandResult, Labeled, Pipe, ShellFragment
 
@@ -271,7 +271,7 @@ class RecordingWorker:
         if verb == "batch":
             return self._batch(host, args)
         if verb == "version":
-            return _ok(json.dumps({"helper": "1", "lock_mode": self.config.lock_mode,
+            return _ok(json.dumps({"helper": VERSION, "lock_mode": self.config.lock_mode,
                                    "volume_groups": list(self.config.volume_groups)}) + "\n")
         try:
             lvm_argv(verb, args, list(self.config.volume_groups))
