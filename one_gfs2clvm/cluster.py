@@ -19,7 +19,7 @@ from .errors import ConfigError, ConnectError, RemoteCommandFailed, RemoteError,
 from .locking import vg_lock
 from .lvm import LvmClient, helper_argv, lvm_error
 from .names import check_host
-from .nodehelper import BATCH_SEPARATOR, BATCH_VERBS
+from .nodehelper import BATCH_SEPARATOR, BATCH_VERBS, split_batch
 
 T = TypeVar("T")
 _MOUNT_CHECK = "gfs2clvm-mount-check"     # $0 of the mount_check step, to recognise it
@@ -157,6 +157,16 @@ class Cluster:
         raise ConnectError("no bridge host reachable: " + "; ".join(failures))
 
 
+def _batch_step(stderr: str) -> tuple[int, bool] | None:
+    """(index of the batch step the helper names, whether it ran and failed --
+    False: refused, so nothing of the batch ran), or None."""
+    found = _BATCH_FAILED_RE.search(stderr or "")
+    if found:
+        return int(found[1]) - 1, True
+    found = _BATCH_REFUSED_RE.search(stderr or "")
+    return (int(found[1]) - 1, False) if found else None
+
+
 def _failed_step(firsts: list[int], index: int | None, words: list[str],
                  stderr: str) -> int | None:
     """The caller's index of the failed step: the failed script step's first
@@ -164,11 +174,11 @@ def _failed_step(firsts: list[int], index: int | None, words: list[str],
     if index is None or not 0 <= index < len(firsts):
         return None
     if words[3:4] == ["batch"]:
-        # a refused batch ran none of its steps: the failure is its first
-        found = _BATCH_FAILED_RE.search(stderr or "")
-        if found:
-            return firsts[index] + int(found[1]) - 1
-        return firsts[index] if _BATCH_REFUSED_RE.search(stderr or "") else None
+        named = _batch_step(stderr)
+        if named is None:
+            return None
+        step, ran = named
+        return firsts[index] + (step if ran else 0)    # a refused batch ran nothing
     return firsts[index]
 
 
@@ -176,19 +186,11 @@ def _helper_target(request: list[str], stderr: str) -> str:
     """What a failed helper run was changing ("vg/lv", "VG vg"): for a batch, the
     step the helper names as failed (or refused)."""
     if request[:1] == ["batch"]:
-        steps, current = [], []
-        for word in request[1:] + [BATCH_SEPARATOR]:
-            if word == BATCH_SEPARATOR:
-                steps.append(current)
-                current = []
-            else:
-                current.append(word)
-        found = _BATCH_FAILED_RE.search(stderr or "") or _BATCH_REFUSED_RE.search(stderr or "")
-        index = int(found[1]) - 1 if found else -1
-        if 0 <= index < len(steps):
-            request = steps[index]
-        else:
+        steps = split_batch(request[1:])
+        named = _batch_step(stderr)
+        if named is None or not 0 <= named[0] < len(steps):
             return "a helper batch"
+        request = steps[named[0]]
     if len(request) > 2:
         return f"{request[1]}/{request[2]}"
     return f"VG {request[1]}" if len(request) > 1 else "the node helper"

@@ -205,25 +205,32 @@ def lvm_argv(verb, args, allowed_vgs):
     raise Refused("unknown verb %r" % (verb,))
 
 
+def split_batch(args):
+    """`VERB ARGS... ; VERB ARGS...` -> [[VERB, ARGS...], ...] (words only, unchecked)."""
+    steps, current = [], []
+    for word in list(args) + [BATCH_SEPARATOR]:
+        if word == BATCH_SEPARATOR:
+            steps.append(current)
+            current = []
+        else:
+            current.append(word)
+    return steps
+
+
 def batch_steps(args, allowed_vgs):
     """`VERB ARGS... ; VERB ARGS...` -> [(verb, args, lvm argv)], every step
     checked (pure, testable); a refusal names the step."""
-    steps, current = [], []
-    for word in list(args) + [BATCH_SEPARATOR]:
-        if word != BATCH_SEPARATOR:
-            current.append(word)
-            continue
-        number = len(steps) + 1
-        if not current:
+    steps = []
+    for number, words in enumerate(split_batch(args), 1):
+        if not words:
             raise Refused("batch step %d is empty" % number)
-        if current[0] not in BATCH_VERBS:
+        if words[0] not in BATCH_VERBS:
             raise Refused("batch step %d: verb %r cannot be batched (only %s)"
-                          % (number, current[0], " ".join(BATCH_VERBS)))
+                          % (number, words[0], " ".join(BATCH_VERBS)))
         try:
-            steps.append((current[0], current[1:], lvm_argv(current[0], current[1:], allowed_vgs)))
+            steps.append((words[0], words[1:], lvm_argv(words[0], words[1:], allowed_vgs)))
         except Refused as exc:
             raise Refused("batch step %d: %s" % (number, exc))
-        current = []
     return steps
 
 
