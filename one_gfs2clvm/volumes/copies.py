@@ -69,6 +69,15 @@ class Read:
                 raise
 
 
+def _fill_steps(action: Context, disks: Disks, source_path: str, source_format: str,
+                target: Volume, progress: bool) -> list:
+    """Zero `target` per policy, then copy into it (zero runs skipped when it is
+    known zero)."""
+    return ([disks.zero_command(target.device)] if action.config.zero_on_create else []) + [
+        disks.copy_command(source_path, target.device, source_format, disks.target_is_zero(),
+                           progress=progress)]
+
+
 def copy_into(action: Context, disks: Disks, host: str, source, source_format: str,
               target: Volume, source_active_here: bool, size: int | None = None) -> None:
     """Copy `source` (a Volume, or an image file's path on GFS2) into the
@@ -86,10 +95,7 @@ def copy_into(action: Context, disks: Disks, host: str, source, source_format: s
     source_path = source.device if read else source
     if read:
         steps += read.activate
-    if action.config.zero_on_create:
-        steps.append(disks.zero_command(target.device))
-    steps.append(disks.copy_command(source_path, target.device, source_format,
-                                    disks.target_is_zero(), progress=bool(size)))
+    steps += _fill_steps(action, disks, source_path, source_format, target, bool(size))
     if read:
         steps += read.release
     progress = Progress(action.log, f"copy of {source} into {target} on {host}", size) \
@@ -149,9 +155,7 @@ def fill_new_volume(action: Context, disks: Disks, host: str, source, source_for
     off = cluster.helper("activate", target.vg, target.lv, "n")
     read = Read(action, host, source, source_active_here) if isinstance(source, Volume) else None
     source_path = source.device if read else source
-    copy = ([disks.zero_command(target.device)] if action.config.zero_on_create else []) + [
-        disks.copy_command(source_path, target.device, source_format, disks.target_is_zero(),
-                           progress=True)]
+    copy = _fill_steps(action, disks, source_path, source_format, target, progress=True)
     finish = [*(read.release if read else []), *([] if keep_active else [off]),
               cluster.helper("deltag", target.vg, target.lv, INCOMPLETE_TAG)]
     if link:
