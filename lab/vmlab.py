@@ -286,6 +286,10 @@ class Lab:
             with contextlib.suppress(ValueError, OSError):
                 hub_pid = hub_pid or int(hubpid_file.read_text())
         kill_pid(hub_pid, "hub.py")
+        # the driver's connection keepers for this lab (keeper_dir = the run dir)
+        for lock in self.run.glob("gfs2clvm-keeper-*/lock") if self.run.exists() else []:
+            with contextlib.suppress(ValueError, OSError):
+                kill_pid(int(lock.read_text()), str(lock.parent))
         if self.run.exists():
             shutil.rmtree(self.run, ignore_errors=True)
 
@@ -368,6 +372,7 @@ class Lab:
                 f"bridge_hosts = {', '.join(self.node_names)}\n"
                 f"[ssh]\nuser = oneadmin\nidentity_file = {self.key}\n"
                 f"known_hosts = {self.known_hosts}\nconnect_timeout = 10\ncommand_timeout = 600\n"
+                f"keeper = on\nkeeper_dir = {self.run}\nkeeper_idle = 60\n"
                 f"[ssh.hosts]\n{hosts}\n"
                 f"[node]\nhelper = {HELPER_PATH}\nsudo = /usr/bin/sudo\n"
                 f"[locking]\nlock_dir = {self.run / 'locks'}\nlock_timeout = 120\n"

@@ -41,6 +41,10 @@ class SshConfig:
     command_timeout: float = 3600.0
     # OpenNebula host name -> where to reach its sshd (default: name, port).
     hosts: dict[str, HostAddress] = field(default_factory=dict)
+    # Where the connection keeper's private directory lives (keeper.py);
+    # None = every action connects by itself.  The INI default turns it on.
+    keeper_dir: str | None = None
+    keeper_idle: float = 60.0
 
     def address_of(self, host: str) -> HostAddress:
         return self.hosts.get(host) or HostAddress(host, self.port)
@@ -132,6 +136,9 @@ def parse(text: str, source: str = "<string>") -> Config:
         connect_timeout=reader.number("ssh", "connect_timeout", 10.0, low=0.1),
         command_timeout=reader.number("ssh", "command_timeout", 3600.0, low=0.1),
         hosts=hosts,
+        keeper_dir=(reader.abspath("ssh", "keeper_dir", "/run/one")
+                    if reader.choice("ssh", "keeper", "on", ("on", "off")) == "on" else None),
+        keeper_idle=reader.number("ssh", "keeper_idle", 60.0, low=1.0),
     )
     config = Config(
         volume_groups=tuple(vgs),
@@ -158,7 +165,8 @@ def parse(text: str, source: str = "<string>") -> Config:
 
 _KNOWN = {
     "storage": {"volume_groups", "lock_mode", "gfs2_mount", "zeroing", "bridge_hosts"},
-    "ssh": {"user", "port", "identity_file", "known_hosts", "connect_timeout", "command_timeout"},
+    "ssh": {"user", "port", "identity_file", "known_hosts", "connect_timeout", "command_timeout",
+            "keeper", "keeper_dir", "keeper_idle"},
     "ssh.hosts": None,  # free-form
     "node": {"helper", "sudo"},
     "locking": {"lock_dir", "lock_timeout", "lvm_retries", "lvm_retry_delay"},

@@ -9,7 +9,13 @@ Rules this module keeps:
     unusable lines are skipped, not a crash (_load_known_hosts);
   * paramiko is imported lazily, so importing this module stays cheap;
   * stdout and stderr are drained by two threads while a third feeds stdin,
-    so large streams in any direction cannot deadlock; one overall deadline.
+    so large streams in any direction cannot deadlock; one overall deadline;
+  * commands go through this user's connection keeper when there is one
+    (keeper.py: connections that outlive the action, like ControlPersist),
+    else over this process's own connection;
+  * with $ONE_GFS2CLVM_TRACE naming a file, every command appends one line
+    to it: host, keeper|direct, seconds, the command (cut at 300 characters)
+    -- what an action ran where, for admins and the benchmarks.
 
 The remote login shell must be a POSIX shell (sh/dash/bash), like ssh itself
 assumes.  run_script() sends `/bin/sh -c <script>` so the script always runs
@@ -37,6 +43,7 @@ from .errors import ConnectError, HostKeyError, RemoteCommandFailed, RemoteTimeo
 
 CHUNK = 256 * 1024
 KEEPALIVE_S = 30
+TRACE_ENV = "ONE_GFS2CLVM_TRACE"
 HANDSHAKE_TRIES = 4     # connects cut short by sshd (MaxStartups) before giving up
 
 # paramiko logs transport-thread failures (e.g. a guest still booting resets
@@ -118,6 +125,7 @@ class Remote:
         self.ssh = ssh
         self._lock = threading.Lock()
         self._client = None  # paramiko.SSHClient
+        self._use_keeper = ssh.keeper_dir is not None
 
     @property
     def where(self) -> str:
@@ -213,6 +221,25 @@ class Remote:
         client.get_transport().set_keepalive(KEEPALIVE_S)
         return client
 
+    def reach(self) -> None:
+        """Connect (host key checked) or raise -- through the keeper when there is one."""
+        chan = self._keeper_channel()
+        if chan is not None:
+            chan.close()
+        else:
+            self.transport()
+
+    def _keeper_channel(self):
+        """A channel through the keeper, or None: then this process connects by
+        itself from here on (see keeper.py for when that happens)."""
+        if not self._use_keeper:
+            return None
+        from . import keeper
+        chan = keeper.open_channel(self.host, self.ssh)
+        if chan is None:
+            self._use_keeper = False
+        return chan
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -271,8 +298,8 @@ class Remote:
                                       _text(per_step[-1]), result.stdout, step_index=index)
         return result
 
-    def _open_channel(self):
-        """A new session channel.  A connection found dead is reopened once; a
+    def open_channel(self):
+        """A new session channel on this process's own connection.  A connection found dead is reopened once; a
         live one whose sshd did not answer the channel request in time (a host
         under load) is asked twice more; a refusal (e.g. MaxSessions) is final."""
         reopened, busy = False, 0
@@ -293,8 +320,9 @@ class Remote:
 
     def _exec(self, command: str, stdin: bytes | BinaryIO | None, limit: float,
               on_stdout: Callable[[bytes], None] | None = None) -> CommandResult:
-        deadline = time.monotonic() + limit
-        chan = self._open_channel()
+        started = time.monotonic()
+        deadline = started + limit
+        chan = self._keeper_channel() or self.open_channel()
         try:
             chan.exec_command(command)
         except Exception as exc:  # paramiko.SSHException, EOFError, OSError
@@ -324,8 +352,22 @@ class Remote:
             status = chan.recv_exit_status()
         finally:
             chan.close()
+            _trace(self.host, chan, time.monotonic() - started, command)
         stdout, stderr = b"".join(out), b"".join(err)
         return CommandResult(status, _text(stdout), _text(stderr), stdout, stderr)
+
+
+def _trace(host: str, chan, seconds: float, command: str) -> None:
+    path = os.environ.get(TRACE_ENV)
+    if not path:
+        return
+    mode = "direct" if hasattr(chan, "get_transport") else "keeper"
+    line = f"{host}\t{mode}\t{seconds:.3f}\t{' '.join(command.split())[:300]}\n"
+    try:
+        with open(path, "a", encoding="utf-8") as trace:
+            trace.write(line)
+    except OSError:
+        pass              # a trace must never break the command
 
 
 def _drain(recv, sink: list[bytes], watcher=None) -> None:

@@ -445,7 +445,7 @@ class RecordingWorker:
 
 class FakeRemote:
     """What remote.get_remote returns for one host: Remote's run / run_script /
-    transport, recording each command into the worker's log."""
+    reach / transport, recording each command into the worker's log."""
 
     def __init__(self, worker: RecordingWorker, host: str):
         self.worker = worker
@@ -459,6 +459,9 @@ class FakeRemote:
     def transport(self):
         self._check_up()
         return self
+
+    def reach(self) -> None:
+        self._check_up()
 
     def is_active(self) -> bool:
         return True

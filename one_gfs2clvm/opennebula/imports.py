@@ -95,7 +95,7 @@ class Import:
         """The first reachable bridge worker (host key checked on connect)."""
         if self._host is None:
             def reachable(host: str) -> str:
-                self.action.cluster.remote(host).transport()
+                self.action.cluster.remote(host).reach()
                 return host
             self._host = self.action.cluster.on_bridge(reachable, self.bridges)
         return self._host

@@ -99,7 +99,7 @@ class Disks:
             raise InvalidArgument(f"{host} is the front-end and no bridge host is configured")
 
         def reachable(bridge: str) -> str:
-            self.cluster.remote(bridge).transport()  # connects (host key checked) or raises
+            self.cluster.remote(bridge).reach()  # connects (host key checked) or raises
             return bridge
         return self.cluster.on_bridge(reachable, candidates)
 

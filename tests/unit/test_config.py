@@ -40,7 +40,8 @@ def test_sample_file_loads():
         zeroing="on_delete", bridge_hosts=(),
         ssh=SshConfig(user="oneadmin", port=22, identity_file=None,
                       known_hosts="/var/lib/one/.ssh/known_hosts", connect_timeout=10.0,
-                      command_timeout=3600.0, hosts={}),
+                      command_timeout=3600.0, hosts={}, keeper_dir="/run/one",
+                      keeper_idle=60.0),
         node_helper="/usr/sbin/one-gfs2clvm-helper", sudo="/usr/bin/sudo",
         lock_dir="/var/lock/one", lock_timeout=120.0, lvm_retries=6, lvm_retry_delay=0.5,
         source=str(SAMPLE))
@@ -197,3 +198,17 @@ def test_host_names_are_checked_whole():
     good = config.parse(base + "bridge_hosts = node-1.example.org\n"
                         "[ssh.hosts]\nnode-1.example.org = 10.0.0.1\n", "c.conf")
     assert good.bridge_hosts == ("node-1.example.org",)
+
+
+def test_connection_keeper_settings():
+    base = "[storage]\nvolume_groups = vg_one\n"
+    on = config.parse(base)
+    assert (on.ssh.keeper_dir, on.ssh.keeper_idle) == ("/run/one", 60.0)   # on by default
+    assert config.parse(base + "[ssh]\nkeeper = off\nkeeper_dir = /x\n").ssh.keeper_dir is None
+    placed = config.parse(base + "[ssh]\nkeeper_dir = /srv/k/\nkeeper_idle = 5\n").ssh
+    assert (placed.keeper_dir, placed.keeper_idle) == ("/srv/k", 5.0)
+    for bad, why in (("keeper = yes", "not one of on, off"),
+                     ("keeper_dir = run/one", "must be an absolute path"),
+                     ("keeper_idle = 0.5", "must be >= 1.0")):
+        with pytest.raises(ConfigError, match=why):
+            config.parse(base + "[ssh]\n" + bad + "\n")
