@@ -6,6 +6,8 @@ node, the disk.N symlink on GFS2, and the bytes.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd, digest, pattern
@@ -63,6 +65,26 @@ def test_instantiate_and_terminate(fe, vm_ids, lab):
     # idempotent: the same epilog again succeeds and changes nothing
     fe.tm("delete", f"{node}:{fe.disk_path(7301, 0)}", 7301, IMAGE_DS)
     fe.tm("delete", f"{node}:{fe.sysdir(7301)}", 7301, SYSTEM_DS)
+
+
+def test_actions_reach_the_workers_through_the_connection_keeper(fe, vm_ids, lab, tmp_path,
+                                                                  monkeypatch):
+    """OpenNebula starts every action as a new process; with the keeper on (the
+    lab's driver config) they share its verified connections instead of each
+    connecting anew.  The trace shows which way each command went."""
+    trace = tmp_path / "trace"
+    monkeypatch.setitem(fe.env, "ONE_GFS2CLVM_TRACE", str(trace))
+    vm_ids.append(7309)
+    node = lab.node_names[0]
+    deploy(fe, 7309, node, volatile=False)              # a first action may start the keeper
+    lock = lab.run / f"gfs2clvm-keeper-{os.getuid()}" / "lock"
+    assert os.path.exists(f"/proc/{int(lock.read_text())}")
+    trace.write_text("")
+    fe.tm("delete", f"{node}:{fe.disk_path(7309, 0)}", 7309, IMAGE_DS)
+    fe.tm("delete", f"{node}:{fe.sysdir(7309)}", 7309, SYSTEM_DS)
+    lines = [line.split("\t") for line in trace.read_text().splitlines()]
+    assert lines and {(host, mode) for host, mode, *_ in lines} == {(node, "keeper")}
+    assert fe.lv("lv-one-7309-0") is None
 
 
 def test_clone_rerun_is_idempotent(fe, vm_ids, lab):
