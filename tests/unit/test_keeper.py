@@ -6,18 +6,21 @@ keeper.start() launches."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from one_gfs2clvm import keeper, remote
+from one_gfs2clvm import remote
 from one_gfs2clvm.errors import HostKeyError, RemoteCommandFailed, RemoteTimeout
 from one_gfs2clvm.remote import Remote
 
@@ -105,8 +108,6 @@ def test_separate_processes_share_one_ssh_connection(via, trace):
               "c['hosts'] = {k: HostAddress(*v) for k, v in c['hosts'].items()}; "
               "print(Remote('worker1', SshConfig(**c)).run(['sh', '-c', 'echo $SSH_CONNECTION'])"
               ".stdout, end='')")
-    import dataclasses
-    import json
     fields = dataclasses.asdict(via)
     fields["hosts"] = {k: [v["address"], v["port"]] for k, v in fields["hosts"].items()}
     seen = set()
@@ -123,7 +124,6 @@ def test_bytes_exit_status_stderr_and_steps_arrive_exactly(via, tmp_path):
     hostile = ["two words", "it's", "$(touch /tmp/x)", "line1\nline2", "", "héllo 日本"]
     dumped = rem.run(["python3", "-c", "import sys, json; print(json.dumps(sys.argv[1:]))",
                       *hostile]).stdout
-    import json
     assert json.loads(dumped) == hostile
     data = os.urandom(3 * 1024 * 1024 + 17)
     out = rem.run(["sha256sum"], stdin=data).stdout.split()[0]
@@ -220,7 +220,6 @@ def test_a_keeper_killed_mid_command_fails_that_command_like_a_dropped_connectio
                                                                                    trace):
     rem = Remote(HOST, via)
     pid = _keeper_pid(base)
-    import threading
     killer = threading.Timer(1.0, os.kill, (pid, signal.SIGKILL))
     killer.start()
     with pytest.raises(RemoteCommandFailed) as failed:
