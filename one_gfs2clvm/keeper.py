@@ -39,6 +39,8 @@ Wire protocol (one UNIX connection per command), frames of 1 type byte +
                     data, D stdin done
   keeper -> action  K ok, E error (JSON kind + message), o stdout, e stderr,
                     x exit status (4-byte signed), then the keeper closes.
+A reach (Remote.reach: connect and check the host key, run nothing) is O,
+then hanging up after K: no session channel is opened.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ import threading
 import time
 
 from .errors import ConnectError, HostKeyError
+from .remote import CHUNK
 
 CHANNELS_PER_CONNECTION = 8
-CHUNK = 256 * 1024
 _HEADER = struct.Struct(">cI")
 _STATUS = struct.Struct(">i")
 _UCRED = struct.Struct("3i")
@@ -283,6 +285,11 @@ class KeeperChannel:
 
 # -- the keeper's end -------------------------------------------------------------
 
+def _send_error(client: socket.socket, exc: ConnectError) -> None:
+    send_frame(client, b"E", json.dumps({"kind": type(exc).__name__,
+                                         "message": str(exc)}).encode())
+
+
 class Keeper:
     def __init__(self, directory: str, idle: float):
         self.directory = directory
@@ -330,34 +337,39 @@ class Keeper:
                 self._last = time.monotonic()
 
     def _serve(self, client: socket.socket) -> None:
+        """'O' connects (or reuses a connection) and answers K or E: that alone is
+        Remote.reach(); 'C' then opens the session channel and runs the command."""
         frame = read_frame(client)
         if frame is None or frame[0] != b"O":
             return
         slot = self._acquire(json.loads(frame[1]))
         try:
             try:
+                slot[0].transport()            # connects, host key checked, or raises
+            except ConnectError as exc:
+                _send_error(client, exc)
+                return
+            send_frame(client, b"K")
+            frame = read_frame(client)
+            if frame is None or frame[0] != b"C":
+                return                         # a reach(): nothing to run
+            try:
                 chan = slot[0].open_channel()
             except ConnectError as exc:
-                send_frame(client, b"E", json.dumps({"kind": type(exc).__name__,
-                                                     "message": str(exc)}).encode())
+                _send_error(client, exc)
                 return
             try:
-                self._run(client, chan)
+                self._run(client, chan, frame[1].decode())
             finally:
                 chan.close()
         finally:
             self._release(slot)
 
-    def _run(self, client: socket.socket, chan) -> None:
-        send_frame(client, b"K")
-        frame = read_frame(client)
-        if frame is None or frame[0] != b"C":
-            return
+    def _run(self, client: socket.socket, chan, command: str) -> None:
         try:
-            chan.exec_command(frame[1].decode())
+            chan.exec_command(command)
         except Exception as exc:  # paramiko.SSHException, EOFError, OSError
-            send_frame(client, b"E", json.dumps({"kind": "ConnectError", "message":
-                                                 f"cannot start a command: {exc}"}).encode())
+            _send_error(client, ConnectError(f"cannot start a command: {exc}"))
             return
         send_frame(client, b"K")
         send_lock = threading.Lock()

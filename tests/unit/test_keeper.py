@@ -257,3 +257,17 @@ def test_a_started_keeper_does_not_hold_the_actions_output_open(sshd, base):
                           capture_output=True, text=True, timeout=30)
     assert done.stdout == "started\n"
     _wait(lambda: _socket(base).exists(), "the keeper's socket")
+
+
+def test_reach_goes_through_the_keeper_and_checks_the_host_key(sshd, via, trace, tmp_path,
+                                                               monkeypatch):
+    # this process may not connect by itself (the keeper is another process)
+    monkeypatch.setattr(Remote, "transport", lambda self: pytest.fail("connected directly"))
+    Remote(HOST, via).reach()                   # connected and verified, nothing run
+    assert trace.modes() == []                  # no command: no trace line
+    wrong = tmp_path / "known_hosts_wrong"
+    wrong.write_text(sshd.known_hosts_line(sshd.other_pub))
+    with pytest.raises(HostKeyError, match="does not match"):
+        Remote(HOST, sshd.ssh_config(keeper_dir=via.keeper_dir, known_hosts=str(wrong))).reach()
+    assert Remote(HOST, via).run(["echo", "ok"]).stdout == "ok\n"
+    assert trace.modes() == ["keeper"]
