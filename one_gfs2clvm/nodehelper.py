@@ -23,6 +23,13 @@ lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
     activate VG LV MODE               MODE: ey (exclusive) sy (shared) y ly n ln
     addtag   VG LV TAG
     deltag   VG LV TAG
+    retag    VG LV {deltag|addtag} TAG ...    several tag changes, one lvchange
+                                      (one metadata commit)
+    use      VG LV VM DISK HOST|- [readonly]
+                                      make the LV's one-use tags for (VM, DISK)
+                                      say HOST (-: not in use) by the one rule,
+                                      use_tag_change(): reads the LV's tags,
+                                      then one lvchange if anything changes
     version                           helper version, lock mode and VGs
     boot-activate [--wait S] [VG ...] activate the LVs whose one-use tags name
                                       this host (node boot; all VGs by default;
@@ -31,7 +38,7 @@ lvm with fixed options (argv, no shell).  Reports are JSON in bytes.
                                       configured and LV is one of our names,
                                       else 1 (etc-udev-rules-d/ asks this)
     batch STEP [; STEP ...]           several of create remove extend activate
-                                      addtag deltag, each `VERB ARGS...`, in one
+                                      addtag deltag retag use, each `VERB ARGS...`, in one
                                       run (one sudo, one python start): every
                                       step is checked before the first runs;
                                       they run in order and the first failure
@@ -54,7 +61,7 @@ import subprocess
 import sys
 import time
 
-VERSION = "2"            # 2: the batch verb
+VERSION = "3"            # 2: the batch verb; 3: retag and use
 CONFIG_PATH = "/etc/one/gfs2clvm.conf"
 EXIT_REFUSED = 64
 
@@ -68,7 +75,8 @@ LV_VM_SNAP_RE = re.compile(r"^lv-one-(" + _ID + r")-(" + _ID + r")-snap-(" + _ID
 LV_IMAGE_SNAP_RE = re.compile(r"^lv-oneimg-(" + _ID + r")-snap-(" + _ID + r")$")
 LV_PATTERNS = (LV_VM_DISK_RE, LV_IMAGE_RE, LV_VM_SNAP_RE, LV_IMAGE_SNAP_RE)
 # Where a disk is in use: one tag per use, one-use=<vm>:<disk>:<opennebula host>
-USE_TAG_RE = re.compile(r"^one-use=(" + _ID + r"):(" + _ID + r"):([A-Za-z0-9_][A-Za-z0-9_.-]*)$")
+_USE_HOST = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+USE_TAG_RE = re.compile(r"^one-use=(" + _ID + r"):(" + _ID + r"):(" + _USE_HOST + r")$")
 READONLY_TAG = "one-readonly"
 VG_RE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$")
 # LVM allows more tag characters; these are the ones our tags need.
@@ -81,7 +89,7 @@ WAIT_RE = re.compile(r"^[0-9]{1,4}$")
 # Every pattern above is applied with fullmatch(): `$` alone also matches
 # before a trailing newline, which would let "lv-one-1-0\n" through.
 ACTIVATION_MODES = ("ey", "sy", "y", "ly", "n", "ln")
-BATCH_VERBS = ("create", "remove", "extend", "activate", "addtag", "deltag")
+BATCH_VERBS = ("create", "remove", "extend", "activate", "addtag", "deltag", "retag", "use")
 BATCH_SEPARATOR = ";"      # no VG, LV, tag, size or mode can be this word
 # The one table from an activation intent to `lvchange -a` flags, per lock
 # mode (the driver's ActivationPolicy and boot activation both read it):
@@ -202,7 +210,77 @@ def lvm_argv(verb, args, allowed_vgs):
         need(3)
         vg, lv, tag = check_vg(args[0], allowed_vgs), check_lv(args[1]), check_tag(args[2])
         return ["lvchange", "--" + verb, tag, vg + "/" + lv]
+    if verb == "retag":
+        if len(args) < 4 or len(args) % 2:
+            raise Refused("retag: expected VG LV and {deltag|addtag} TAG pairs, got %d "
+                          "arguments" % len(args))
+        vg, lv = check_vg(args[0], allowed_vgs), check_lv(args[1])
+        argv = ["lvchange"]
+        for change, tag in zip(args[2::2], args[3::2]):
+            if change not in ("deltag", "addtag"):
+                raise Refused("retag: %r is not deltag or addtag" % (change,))
+            argv += ["--" + change, check_tag(tag)]
+        return argv + [vg + "/" + lv]
+    if verb == "use":
+        need(5, 6)
+        vg, lv = check_vg(args[0], allowed_vgs), check_lv(args[1])
+        use_request(args[2:])
+        # what runs first: the LV's tags (run_step then makes the one change)
+        return ["lvs"] + REPORT_OPTIONS + ["-o", "lv_name,lv_tags", vg + "/" + lv]
     raise Refused("unknown verb %r" % (verb,))
+
+
+def use_request(words):
+    """VM DISK HOST|- [readonly] -> (vm, disk, host or None, readonly), checked."""
+    if len(words) not in (3, 4) or (len(words) == 4 and words[3] != "readonly"):
+        raise Refused("use: expected VM DISK HOST|- [readonly]")
+    vm, disk, host = words[:3]
+    for value, what in ((vm, "VM id"), (disk, "disk id")):
+        if not isinstance(value, str) or not re.fullmatch(_ID, value):
+            raise Refused("use: invalid %s %r" % (what, value))
+    if host != "-" and not (isinstance(host, str) and re.fullmatch(_USE_HOST, host)
+                            and TAG_RE.fullmatch("one-use=%s:%s:%s" % (vm, disk, host))):
+        raise Refused("use: invalid host %r" % (host,))
+    return int(vm), int(disk), None if host == "-" else host, len(words) == 4
+
+
+def use_tag_change(tags, vm, disk, host=None, readonly=False):
+    """(tags to add, tags to drop) so that an LV tagged `tags` records that disk
+    `disk` of VM `vm` uses it on `host` (None: does not use it), the one rule
+    for use tags (the driver's Disks.set_use sends it here):
+      * one one-use=<vm>:<disk>:<host> tag per use; another host's tag for the
+        same (vm, disk) goes;
+      * `readonly` adds the read-only mark (shared activation at boot);
+      * the mark goes with the last use."""
+    uses = [match for match in map(USE_TAG_RE.fullmatch, tags) if match]
+    new = "one-use=%d:%d:%s" % (vm, disk, host) if host is not None else None
+    drop = [use[0] for use in uses
+            if (int(use[1]), int(use[2])) == (vm, disk) and use[0] != new]
+    add = [new] if new is not None and new not in tags else []
+    if readonly and READONLY_TAG not in tags:
+        add.append(READONLY_TAG)
+    if new is None and READONLY_TAG in tags and len(uses) == len(drop):
+        drop.append(READONLY_TAG)
+    return add, drop
+
+
+def run_step(verb, args, command, run):
+    """Run one checked request (its lvm argv `command`); `use` then makes the
+    change its report asks for, in one lvchange (none if nothing changes).
+    Returns what run() returns (stdout empty for `use`)."""
+    proc = run(command)
+    if verb != "use" or proc.returncode != 0:
+        return proc
+    import json
+    reported = json.loads(proc.stdout.decode("utf-8"))["report"][0]["lv"]
+    tags = [tag for tag in reported[0].get("lv_tags", "").split(",") if tag] if reported else []
+    add, drop = use_tag_change(tags, *use_request(args[2:]))
+    if not add and not drop:
+        return subprocess.CompletedProcess(command, 0, b"", proc.stderr)
+    change = ["lvchange"] + [word for tag in drop for word in ("--deltag", tag)] + \
+        [word for tag in add for word in ("--addtag", tag)] + [args[0] + "/" + args[1]]
+    done = run(change)
+    return subprocess.CompletedProcess(change, done.returncode, b"", proc.stderr + done.stderr)
 
 
 def split_batch(args):
@@ -240,7 +318,7 @@ def run_batch(steps, run, out=None, err=None):
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     for number, (verb, args, command) in enumerate(steps, 1):
-        proc = run(command)
+        proc = run_step(verb, args, command, run)
         out.write(proc.stdout)
         if proc.returncode != 0:
             err.write(("one-gfs2clvm-helper: batch step %d of %d failed: %s %s/%s\n"
@@ -450,7 +528,8 @@ def _main(argv):
         return run_batch(steps, lambda command: run_lvm(command, config["retries"],
                                                         config["delay"]))
     command = lvm_argv(argv[0], argv[1:], config["vgs"])
-    proc = run_lvm(command, config["retries"], config["delay"])
+    proc = run_step(argv[0], argv[1:], command,
+                    lambda each: run_lvm(each, config["retries"], config["delay"]))
     status, stderr = only_missing(argv[0], argv[1:], proc)
     sys.stdout.buffer.write(proc.stdout)
     sys.stderr.buffer.write(stderr)

@@ -89,14 +89,25 @@ def made(action: str) -> str:
 
 # ----------------------------------------------------------------- scripts every door sends
 
-def activate_and_link(lv: str, path: str, flag: str = "ey", drop: list[str] = (),
-                      add: list[str] = ()) -> list[tuple[str, ...]]:
+def activate_and_link(lv: str, path: str, flag: str = "ey",
+                      tags: list[tuple[str, ...]] = ()) -> list[tuple[str, ...]]:
     """The activate + link script (volumes.ops.Disks.activate_and_link): GFS2
-    mounted?, `lv` activated (`flag`), the `drop` tags dropped and the `add`
-    tags added (one helper batch), `path` linked to its device."""
-    return [MOUNT_CHECK, h("activate", "vg_one", lv, flag),
-            *(h("deltag", "vg_one", lv, tag) for tag in drop),
-            *(h("addtag", "vg_one", lv, tag) for tag in add), *link_steps(dev(lv), path)]
+    mounted?, `lv` activated (`flag`), then the tag steps `tags` (`retag`,
+    `use`; one helper batch), `path` linked to its device."""
+    return [MOUNT_CHECK, h("activate", "vg_one", lv, flag), *tags, *link_steps(dev(lv), path)]
+
+
+def retag(lv: str, drop: list[str] = (), add: list[str] = ()) -> tuple[str, ...]:
+    """The one-lvchange tag step (volumes.ops.Disks.retag_step)."""
+    return h("retag", "vg_one", lv, *(w for t in drop for w in ("deltag", t)),
+             *(w for t in add for w in ("addtag", t)))
+
+
+def use(lv: str, vm: int, disk: int, host: str | None, readonly: bool = False
+        ) -> tuple[str, ...]:
+    """The use-tag step (volumes.ops.Disks.use_step): the helper sets the
+    LV's use tags for (vm, disk) to `host` (None: not in use)."""
+    return h("use", "vg_one", lv, vm, disk, host or "-", *(["readonly"] if readonly else []))
 
 
 def copy_into(source: str, target: str) -> list[tuple[str, ...]]:

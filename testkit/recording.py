@@ -13,7 +13,8 @@ and in no others:
   with the helper's own `nodehelper.lvm_argv` against the configured VGs
   (a refusal exits 64 with the helper's message); `vgs`/`lvs` answer JSON
   in exactly the format the helper produces (lvm.py parses it); `create`,
-  `remove`, `extend`, `addtag`, `deltag` and `activate` change a
+  `remove`, `extend`, `addtag`, `deltag`, `retag`, `use` (the helper's own
+  `use_tag_change` rule) and `activate` change a
   tiny in-memory model of the VG(s), with LVM's error lines for a missing
   or already existing LV, too little free space and (lvmlockd-style) an LV
   active on another host (`-aey` while active elsewhere, `-asy` while
@@ -72,7 +73,8 @@ from unittest import mock
 
 from one_gfs2clvm import remote as remote_module
 from one_gfs2clvm.errors import ConnectError, InvalidArgument, RemoteCommandFailed
-from one_gfs2clvm.nodehelper import EXIT_REFUSED, VERSION, Refused, batch_steps, lvm_argv
+from one_gfs2clvm.nodehelper import (EXIT_REFUSED, VERSION, Refused, batch_steps, lvm_argv,
+                                     use_request, use_tag_change)
 from one_gfs2clvm.opennebula import runtime
 from one_gfs2clvm.remote import CommandResult, Labeled, Pipe, ShellFragment
 
@@ -319,12 +321,19 @@ class RecordingWorker:
                 return _fail(5, f'  Volume group "{vg}" has insufficient free space\n')
             lv.size = size
             return _ok()
-        if verb in ("addtag", "deltag"):
-            tag = args[2]
-            if verb == "addtag" and tag not in lv.tags:
-                lv.tags.append(tag)
-            if verb == "deltag" and tag in lv.tags:
-                lv.tags.remove(tag)
+        if verb in ("addtag", "deltag", "retag", "use"):
+            if verb == "use":
+                add, drop = use_tag_change(list(lv.tags), *use_request(args[2:]))
+                changes = [("deltag", t) for t in drop] + [("addtag", t) for t in add]
+            elif verb == "retag":
+                changes = list(zip(args[2::2], args[3::2]))
+            else:
+                changes = [(verb, args[2])]
+            for change, tag in changes:
+                if change == "addtag" and tag not in lv.tags:
+                    lv.tags.append(tag)
+                if change == "deltag" and tag in lv.tags:
+                    lv.tags.remove(tag)
             return _ok()
         if verb == "activate":
             mode = args[2]

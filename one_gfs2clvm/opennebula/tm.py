@@ -178,11 +178,14 @@ def migrate(action: Action, req: Migration) -> None:
                 action.undo.push(f"deactivate {volume} on {dst}",
                                  lambda v=volume: disks.deactivate(dst, v))
         elif phase == "postmigrate":
+            use = Use(vm.id, disk.disk_id, dst)
             if mode != "clvmd":
                 disks.deactivate(src, volume, tolerate_unreachable=True)
-                disks.activate_and_link(dst, volume, "shared" if readonly else "exclusive")
-            disks.set_use(dst, volume, Use(vm.id, disk.disk_id, dst), vm.id, disk.disk_id,
-                          readonly=readonly)
+                disks.activate_and_link(dst, volume, "shared" if readonly else "exclusive",
+                                        tags=[disks.use_step(volume, use, vm.id, disk.disk_id,
+                                                             readonly)])
+            else:
+                disks.set_use(dst, volume, use, vm.id, disk.disk_id, readonly=readonly)
         else:                                   # failmigrate: the VM stays on src
             if mode != "clvmd":
                 disks.deactivate(dst, volume, tolerate_unreachable=True)

@@ -111,8 +111,8 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
     known = disks.lvs(dst.host, [target] + unread)      # one report for what is not read yet
     if disks.complete_or_cleared(dst.host, target, known.get(target)):
         # a re-run after success (or resubmit): make the end state true again
-        disks.activate_and_link(dst.host, target, "exclusive", dst.path)
-        disks.set_use(dst.host, target, use, vm_id, dst.disk_id)
+        disks.activate_and_link(dst.host, target, "exclusive", dst.path,
+                                tags=[disks.use_step(target, use, vm_id, dst.disk_id)])
         action.log(f"{target} already exists and is complete; activated and linked")
         return
 
@@ -139,7 +139,8 @@ def clone_disk(action: Action, source, dst: DiskArg, vg: str | None, size_mb: in
                size=size)
     if copy_host != dst.host:
         disks.deactivate(copy_host, target)
-    disks.activate_and_link(dst.host, target, "exclusive", dst.path, drop_tags=[INCOMPLETE_TAG])
+    disks.activate_and_link(dst.host, target, "exclusive", dst.path,
+                            tags=[disks.retag_step(target, drop=[INCOMPLETE_TAG])])
     action.log(f"{target} ready on {dst.host} as {dst.path}")
 
 

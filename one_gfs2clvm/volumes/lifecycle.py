@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ..errors import DriverError, InvalidArgument, NotFound
+from ..errors import DriverError, InvalidArgument
 from ..names import Use, disk_id_from_path, parse_lv_name, vm_disk_lv
 from .ops import (INCOMPLETE_TAG, MiB, Context, Disks, Volume, is_frontend, mkfs_command,
                   refuse_if_open, volume_of, zero_and_remove)
@@ -74,12 +74,9 @@ def move_disk(action: Context, disks: Disks, volume: Volume, disk_id: int, src, 
         action.log(f"{volume} released (VM leaves its host)")
         return
     intent = "shared" if readonly else "exclusive"
-    current = disks.lv(dst.host, volume)
-    if current is None:
-        raise NotFound(f"{volume} does not exist")
-    add, drop = disks.use_change(current, Use(action.vm_id, disk_id, dst.host), action.vm_id,
-                                 disk_id, readonly=readonly)
-    disks.activate_and_link(dst.host, volume, intent, dst.path, drop_tags=drop, add_tags=add)
+    # one round trip: activate (NotFound if the LV is gone), use tags, link
+    disks.activate_and_link(dst.host, volume, intent, dst.path, tags=[disks.use_step(
+        volume, Use(action.vm_id, disk_id, dst.host), action.vm_id, disk_id, readonly)])
     action.log(f"{volume} active ({intent}) on {dst.host}")
 
 

@@ -215,52 +215,53 @@ class Disks:
                       self.cluster.helper("remove", volume.vg, volume.lv)]
         return steps
 
-    def retag(self, host: str, volume: Volume, add: list[str] = (), drop: list[str] = ()) -> None:
+    def retag_step(self, volume: Volume, add: list[str] = (), drop: list[str] = ()
+                   ) -> list[str] | None:
+        """The helper step dropping then adding tags in one lvchange (one
+        metadata commit); None when there is nothing to change."""
         add = [tag for tag in add if tag not in drop]
         if not add and not drop:
-            return
-        steps = [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop]
-        steps += [self.cluster.helper("addtag", volume.vg, volume.lv, tag) for tag in add]
-        with self.cluster.locked(volume.vg):
-            self.cluster.run_steps(host, steps)         # one helper run
+            return None
+        changes = [word for tag in drop for word in ("deltag", check_tag(tag))]
+        changes += [word for tag in add for word in ("addtag", check_tag(tag))]
+        return self.cluster.helper("retag", volume.vg, volume.lv, *changes)
+
+    def retag(self, host: str, volume: Volume, add: list[str] = (), drop: list[str] = ()) -> None:
+        step = self.retag_step(volume, add, drop)
+        if step:
+            with self.cluster.locked(volume.vg):
+                self.cluster.run_steps(host, [step])    # one helper run, one lvchange
+
+    def use_step(self, volume: Volume, use: Use | None, vm_id: int, disk_id: int,
+                 readonly: bool = False) -> list[str]:
+        """The helper step making the LV's use tags for (vm, disk) say `use`
+        (None: not in use).  The helper reads the tags and applies the one rule
+        (nodehelper.use_tag_change) in the same run: no report round trip."""
+        if use is not None and (use.vm_id, use.disk_id) != (vm_id, disk_id):
+            raise InvalidArgument(f"use {use} is not disk {disk_id} of VM {vm_id}")
+        host = "-" if use is None else check_host(use.host)
+        return self.cluster.helper("use", volume.vg, volume.lv, vm_id, disk_id, host,
+                                   *(["readonly"] if readonly else []))
 
     def set_use(self, host: str, volume: Volume, use: Use | None, vm_id: int, disk_id: int,
                 readonly: bool = False) -> None:
-        """Make the LV's use tags for (vm, disk) say `use` (None: not in use)."""
-        current = self.lv(host, volume)
-        if current is None:
-            raise NotFound(f"{volume} does not exist")
-        self.retag(host, volume, *self.use_change(current, use, vm_id, disk_id, readonly))
-
-    def use_change(self, current: LogicalVolume, use: Use | None, vm_id: int, disk_id: int,
-                   readonly: bool = False) -> tuple[list[str], list[str]]:
-        """(tags to add, tags to drop) so that the use tags of `current` (the LV's
-        report) for (vm, disk) say `use` (None: not in use)."""
-        drop = [u.tag for u in self.uses(current)
-                if (u.vm_id, u.disk_id) == (vm_id, disk_id) and (use is None or u != use)]
-        add = [use.tag] if use is not None and use.tag not in current.tags else []
-        if readonly and READONLY_TAG not in current.tags:
-            add.append(READONLY_TAG)
-        if use is None and READONLY_TAG in current.tags and \
-                len(self.uses(current)) - len(drop) == 0:
-            drop.append(READONLY_TAG)
-        return add, drop
+        """Make the LV's use tags for (vm, disk) say `use` (None: not in use), in
+        one helper run under the VG lock; NotFound if the LV does not exist."""
+        with self.cluster.locked(volume.vg):
+            self.cluster.run_steps(host, [self.use_step(volume, use, vm_id, disk_id, readonly)])
 
     # -- activation and links (one round trip) ---------------------------------
     def activate_and_link(self, host: str, volume: Volume, intent: str,
-                          link: str | None = None, drop_tags: list[str] = (),
-                          add_tags: list[str] = ()) -> None:
-        """One round trip: activate and (a metadata change, so under the VG lock
-        -- the script is short) drop then add tags (the incomplete mark, use
-        tags), in one helper batch, then link."""
+                          link: str | None = None, tags: list = ()) -> None:
+        """One round trip: activate, then the tag steps `tags` (retag_step,
+        use_step: metadata changes, so under the VG lock -- the script is
+        short), in one helper batch, then link."""
+        tags = [step for step in tags if step]
         steps = [self.cluster.helper("activate", volume.vg, volume.lv,
-                                     self.cluster.lvm(host).policy.flag(intent))]
-        steps += [self.cluster.helper("deltag", volume.vg, volume.lv, tag) for tag in drop_tags]
-        steps += [self.cluster.helper("addtag", volume.vg, volume.lv, tag) for tag in add_tags
-                  if tag not in drop_tags]
+                                     self.cluster.lvm(host).policy.flag(intent)), *tags]
         if link:
             steps = self.cluster.mount_check() + steps + self.link_steps(volume, link)
-        if drop_tags or add_tags:
+        if tags:
             with self.cluster.locked(volume.vg):
                 self.cluster.run_steps(host, steps)
         else:

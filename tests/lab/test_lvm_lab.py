@@ -227,3 +227,42 @@ def test_a_helper_batch_runs_in_order_and_stops_at_the_first_failure(lab, cluste
                           f"'one-gfs2clvm-helper batch addtag {VG} {other} one-first ; "
                           f"activate {VG} {name} ey ; addtag' || true").stdout.strip()
     assert runs == "1"
+
+
+def test_retag_and_use_are_one_metadata_commit_each_on_real_lvm(lab, cluster, new_lv):
+    """On real LVM (the VG's seqno counts metadata commits): `retag` with two
+    changes is ONE commit; `use` reads the LV's tags and moves a disk's use tag
+    in ONE commit, leaves another use alone, commits nothing when the tags
+    already say so, and drops the read-only mark with the last use; a `use` of
+    an LV that does not exist is NotFound and changes nothing."""
+    node_a, node_b = lab.node_names[:2]
+    name = new_lv(0)
+    helper = lambda *words: [cluster.config.sudo, "-n", cluster.config.node_helper, *words]
+
+    def seqno() -> int:
+        return int(lab.sh(node_a, f"vgs --noheadings -o vg_seqno {VG}").stdout)
+
+    def tags() -> list[str]:
+        return sorted(cluster.lvm(node_b).lv(VG, name).tags)
+    with cluster.locked(VG):
+        cluster.lvm(node_a).create(VG, name, 4 * MiB, tags=["one-incomplete"])
+        before = seqno()
+        cluster.run_steps(node_a, [helper("retag", VG, name, "deltag", "one-incomplete",
+                                          "addtag", "one-use=1:0:" + node_a)])
+        assert (seqno() - before, tags()) == (1, ["one-use=1:0:" + node_a])
+        cluster.run_steps(node_a, [helper("addtag", VG, name, "one-use=2:5:" + node_a),
+                                   helper("addtag", VG, name, "one-readonly")])
+        before = seqno()
+        cluster.run_steps(node_b, [helper("use", VG, name, "1", "0", node_b)])   # moved
+        assert (seqno() - before, tags()) == (
+            1, ["one-readonly", "one-use=1:0:" + node_b, "one-use=2:5:" + node_a])
+        cluster.run_steps(node_b, [helper("use", VG, name, "1", "0", node_b)])   # already so
+        assert seqno() - before == 1
+        cluster.run_steps(node_b, [helper("use", VG, name, "1", "0", "-")])
+        assert tags() == ["one-readonly", "one-use=2:5:" + node_a]
+        cluster.run_steps(node_b, [helper("use", VG, name, "2", "5", "-")])      # the last use
+        assert tags() == []
+        before = seqno()
+        with pytest.raises(NotFound):
+            cluster.run_steps(node_b, [helper("use", VG, new_lv(1), "1", "1", node_b)])
+        assert seqno() == before

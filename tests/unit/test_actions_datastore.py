@@ -25,6 +25,7 @@ from one_gfs2clvm.opennebula import datastore
 from testkit import actionkit
 from testkit.actionkit import (ALICE, INCOMPLETE, M, convert, copy_into, dev, failed_copy_undone, h,
                                made, make_config, monitor_output, ok, on, receiver, removed_new_lv,
+                               retag,
                                state, users_api, zero_and_remove, world_of)
 from testkit.fakeoned import datastore_doc, image_doc, vm_doc
 from testkit.recording import EMPTY_MD5, GiB, MiB, FakeApi, ScriptedWorker
@@ -295,7 +296,7 @@ def test_mkfs_creates_and_formats_a_datablock(world):
                                      h("activate", "vg_one", "lv-oneimg-42", "ey"),
                                      ("/sbin/mkfs.ext4", "-F", "-q", dev("lv-oneimg-42")),
                                      h("activate", "vg_one", "lv-oneimg-42", "n"),
-                                     h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
+                                     retag("lv-oneimg-42", drop=[INCOMPLETE]))
     assert state(world.worker, "lv-oneimg-42") == ([made("mkfs")], {})
 
 
@@ -308,7 +309,7 @@ def test_mkfs_without_a_filesystem_only_creates(world, fields):
                                      h("lvs", "vg_one", "lv-oneimg-42"),
                                      h("create", "vg_one", "lv-oneimg-42", 100 * MiB, INCOMPLETE,
                                        made("mkfs")),
-                                     h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
+                                     retag("lv-oneimg-42", drop=[INCOMPLETE]))
 
 
 def test_mkfs_in_the_old_argv_form_sends_the_same(world):

@@ -21,8 +21,8 @@ import pytest
 from one_gfs2clvm.opennebula import image3
 from testkit import actionkit
 from testkit.actionkit import (ALICE, INCOMPLETE, M, copy_into, dev, failed_copy_undone, h, made,
-                               make_config, ok, on, receiver, removed_new_lv, state, users_api,
-                               zero_and_remove, world_of)
+                               make_config, ok, on, receiver, removed_new_lv, retag, state,
+                               users_api, zero_and_remove, world_of)
 from testkit.fakeoned import image_doc, user_doc, vm_doc
 from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
@@ -176,7 +176,7 @@ def test_mkfs_creates_and_formats_the_image_lv(world):
                                      h("activate", "vg_one", "lv-oneimg-42", "ey"),
                                      ("/sbin/mkfs.ext4", "-F", "-q", dev("lv-oneimg-42")),
                                      h("activate", "vg_one", "lv-oneimg-42", "n"),
-                                     h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
+                                     retag("lv-oneimg-42", drop=[INCOMPLETE]))
 
 
 def test_mkfs_raw_only_creates(world):
@@ -187,7 +187,7 @@ def test_mkfs_raw_only_creates(world):
                                      h("lvs", "vg_one", "lv-oneimg-42"),
                                      h("create", "vg_one", "lv-oneimg-42", 100 * MiB, INCOMPLETE,
                                        "one-made=mkfs"),
-                                     h("deltag", "vg_one", "lv-oneimg-42", INCOMPLETE))
+                                     retag("lv-oneimg-42", drop=[INCOMPLETE]))
 
 
 def test_mkfs_failed_mkfs_removes_the_lv(world):

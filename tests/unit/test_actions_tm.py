@@ -22,7 +22,7 @@ from one_gfs2clvm.opennebula import tm
 from testkit.actionkit import (ALICE, FE, INCOMPLETE, M, MOUNT_CHECK, RO, USED, activate_and_link,
                                convert, copy_into, dev, failed, failed_copy_undone, filled_new_lv,
                                h, link_steps, make_config, monitor_output, ok, on, removed_new_lv,
-                               state, users_api, zero_and_remove, world_of)
+                               retag, state, use, users_api, zero_and_remove, world_of)
 from testkit.fakeoned import datastore_doc, image_doc, vm_doc
 from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
@@ -213,8 +213,8 @@ def test_clone_rerun_after_success_only_activates_and_links(world):
     ok(world.run("clone", "fe:vg_one/lv-oneimg-5", f"node1:{VM_DIR}/disk.0", "7", "1"))
     assert world.worker.sent() == on("node1",
                                      h("lvs", "vg_one", "lv-one-7-0", "lv-oneimg-5"),
-                                     *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0"),
-                                     h("lvs", "vg_one", "lv-one-7-0"))
+                                     *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", "ey",
+                                                        [use("lv-one-7-0", 7, 0, "node1")]))
 
 
 def test_clone_of_an_incomplete_leftover_recreates_it(fresh):
@@ -269,7 +269,8 @@ def test_clone_from_a_vm_disk_copies_where_that_disk_is_active(fresh):
                         *on("node2", h("activate", "vg_one", "lv-one-7-0", "ey"),
                             convert(dev("lv-one-8-0"), dev("lv-one-7-0")),
                             h("activate", "vg_one", "lv-one-7-0", "n")),
-                        *on("node1", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", drop=[INCOMPLETE]))]
+                        *on("node1", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", "ey",
+                                                        [retag("lv-one-7-0", drop=[INCOMPLETE])]))]
     assert state(w, "lv-one-8-0") == ([f"{USED}=8:0:node2"], {"node2": "ey"})
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
 
@@ -329,8 +330,7 @@ def test_ln_activates_the_persistent_image_exclusively_and_tags_its_use(fresh):
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-oneimg-12"),
                           *activate_and_link("lv-oneimg-12", f"{VM_DIR}/disk.2"),
-                          h("lvs", "vg_one", "lv-oneimg-12"),
-                          h("addtag", "vg_one", "lv-oneimg-12", f"{USED}=7:2:node1"))
+                          use("lv-oneimg-12", 7, 2, "node1"))
     assert state(w, "lv-oneimg-12") == ([f"{USED}=7:2:node1"], {"node1": "ey"})
 
 
@@ -341,16 +341,15 @@ def test_ln_of_a_readonly_disk_activates_shared_and_marks_it_readonly(fresh):
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-oneimg-13"),
                           *activate_and_link("lv-oneimg-13", f"{VM_DIR}/disk.3", "sy"),
-                          h("lvs", "vg_one", "lv-oneimg-13"),
-                          h("addtag", "vg_one", "lv-oneimg-13", f"{USED}=7:3:node1"),
-                          h("addtag", "vg_one", "lv-oneimg-13", RO))
+                          use("lv-oneimg-13", 7, 3, "node1", readonly=True))
+    assert state(w, "lv-oneimg-13") == ([RO, f"{USED}=7:3:node1"], {"node1": "sy"})
 
 
 def test_ln_failed_tagging_unlinks_and_deactivates_the_image_again(fresh):
     """ln, the use-tag step failing: undo removes the disk.2 link, then deactivates
     the image on the host."""
     w = fresh.worker
-    w.fail(*h("addtag"), host="node1", status=5, stderr="  Failed to update VG vg_one.\n")
+    w.fail(*h("use"), host="node1", status=5, stderr="  Failed to update VG vg_one.\n")
     failed(fresh.run("ln", "fe:vg_one/lv-oneimg-12", f"node1:{VM_DIR}/disk.2", "7", "1"),
            4, "Failed to update VG")
     assert w.after_failure() == on("node1", ("rm", "-f", f"{VM_DIR}/disk.2"),
@@ -391,7 +390,7 @@ def test_mkimage_creates_formats_and_links_a_volatile_disk(fresh):
                           h("activate", "vg_one", "lv-one-7-1", "ey"),
                           ("/sbin/mkfs.ext4", "-F", "-q", dev("lv-one-7-1")),
                           *link_steps(dev("lv-one-7-1"), f"{VM_DIR}/disk.1"),
-                          h("deltag", "vg_one", "lv-one-7-1", INCOMPLETE))
+                          retag("lv-one-7-1", drop=[INCOMPLETE]))
     assert state(w, "lv-one-7-1") == ([f"{USED}=7:1:node1"], {"node1": "ey"})
 
 
@@ -435,7 +434,7 @@ def test_mkswap_creates_a_swap_disk_and_links_it(fresh):
                           h("activate", "vg_one", "lv-one-7-6", "ey"),
                           ("/sbin/mkswap", dev("lv-one-7-6")),
                           *link_steps(dev("lv-one-7-6"), f"{VM_DIR}/disk.6"),
-                          h("deltag", "vg_one", "lv-one-7-6", INCOMPLETE))
+                          retag("lv-one-7-6", drop=[INCOMPLETE]))
 
 
 def test_mkswap_failed_link_removes_the_new_lv(fresh):
@@ -490,13 +489,12 @@ def test_mv_of_a_disk_between_hosts_moves_its_activation(world):
     w = world.worker
     ok(world.run("mv", f"node1:{VM_DIR}/disk.0", f"node2:{VM_DIR}/disk.0", "7", "1"))
     assert w.sent() == [*on("node1", h("activate", "vg_one", "lv-one-7-0", "n")),
-                        *on("node2", h("lvs", "vg_one", "lv-one-7-0"),
-                            *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0",
-                                               drop=[f"{USED}=7:0:node1"],
-                                               add=[f"{USED}=7:0:node2"]))]
+                        *on("node2", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", "ey",
+                                                        [use("lv-one-7-0", 7, 0, "node2")]))]
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node2"], {"node2": "ey"})
-    # activation and the use-tag move: one helper batch (5 helper runs before batches)
-    assert (w.helper_runs("node1"), w.helper_runs("node2")) == (1, 2)
+    # activation and the use-tag move: one helper batch, no report first (5 helper
+    # runs before batches, 3 before the use step)
+    assert (w.helper_runs("node1"), w.helper_runs("node2")) == (1, 1)
 
 
 def test_mv_of_a_readonly_disk_activates_it_shared(world):
@@ -513,8 +511,7 @@ def test_mv_of_a_disk_to_the_frontend_releases_it(world):
     ok(world.run("mv", f"node1:{VM_DIR}/disk.0", f"{FE}:{VM_DIR}/disk.0", "7", "1"))
     assert w.sent() == on("node1",
                           h("activate", "vg_one", "lv-one-7-0", "n"),
-                          h("lvs", "vg_one", "lv-one-7-0"),
-                          h("deltag", "vg_one", "lv-one-7-0", f"{USED}=7:0:node1"))
+                          use("lv-one-7-0", 7, 0, None))
     assert FE not in w.contacted
     assert state(w, "lv-one-7-0") == ([], {})
 
@@ -525,9 +522,9 @@ def test_mv_of_a_disk_from_the_frontend_activates_it_on_the_host(world):
     w = world.worker
     w.vg.add("vg_one", "lv-one-7-0", GiB)                      # released at stop
     ok(world.run("mv", f"{FE}:{VM_DIR}/disk.0", f"node2:{VM_DIR}/disk.0", "7", "1"))
-    assert w.sent() == on("node2", h("lvs", "vg_one", "lv-one-7-0"),
-                          *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0",
-                                             add=[f"{USED}=7:0:node2"]))
+    assert w.sent() == on("node2", *activate_and_link("lv-one-7-0", f"{VM_DIR}/disk.0", "ey",
+                                                      [use("lv-one-7-0", 7, 0, "node2")]))
+    assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node2"], {"node2": "ey"})
 
 
 def test_mv_of_an_iso_disk_sends_nothing(world):
@@ -577,8 +574,7 @@ def test_mvds_releases_the_persistent_image_and_unlinks_the_disk(world):
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-oneimg-12"),
                           h("activate", "vg_one", "lv-oneimg-12", "n"),
-                          h("lvs", "vg_one", "lv-oneimg-12"),
-                          h("deltag", "vg_one", "lv-oneimg-12", f"{USED}=7:2:node1"),
+                          use("lv-oneimg-12", 7, 2, None),
                           ("rm", "-f", f"{VM_DIR}/disk.2"))
     assert state(w, "lv-oneimg-12") == ([], {})
     assert f"{VM_DIR}/disk.2" not in w.gfs.links
@@ -587,15 +583,15 @@ def test_mvds_releases_the_persistent_image_and_unlinks_the_disk(world):
 def test_mvds_of_a_readonly_image_drops_the_readonly_mark_with_the_last_use(world):
     """mvds of READONLY disk 3: its use tag and the one-readonly mark go."""
     ok(world.run("mvds", f"node1:{VM_DIR}/disk.3", "vg_one/lv-oneimg-13", "7", "1"))
-    assert world.worker.sent()[-3:] == [
-        *on("node1", h("deltag", "vg_one", "lv-oneimg-13", f"{USED}=7:3:node1"),
-            h("deltag", "vg_one", "lv-oneimg-13", RO), ("rm", "-f", f"{VM_DIR}/disk.3"))]
+    assert world.worker.sent()[-2:] == [
+        *on("node1", use("lv-oneimg-13", 7, 3, None), ("rm", "-f", f"{VM_DIR}/disk.3"))]
+    assert state(world.worker, "lv-oneimg-13") == ([], {})
 
 
 def test_mvds_failed_release_keeps_the_link(world):
     """mvds, the tag change failing: the disk link stays (nothing after the failure)."""
     w = world.worker
-    w.fail(*h("deltag"), host="node1", status=5, stderr="  Failed to update VG vg_one.\n")
+    w.fail(*h("use"), host="node1", status=5, stderr="  Failed to update VG vg_one.\n")
     failed(world.run("mvds", f"node1:{VM_DIR}/disk.2", "vg_one/lv-oneimg-12", "7", "1"), 4)
     assert w.after_failure() == []
     assert w.gfs.links[f"{VM_DIR}/disk.2"] == dev("lv-oneimg-12")
@@ -693,8 +689,7 @@ def test_delete_of_a_persistent_disk_only_releases_the_image(world):
                           ("readlink", f"{VM_DIR}/disk.2"),
                           h("lvs", "vg_one", "lv-oneimg-12"),
                           h("activate", "vg_one", "lv-oneimg-12", "n"),
-                          h("lvs", "vg_one", "lv-oneimg-12"),
-                          h("deltag", "vg_one", "lv-oneimg-12", f"{USED}=7:2:node1"),
+                          use("lv-oneimg-12", 7, 2, None),
                           ("rm", "-f", f"{VM_DIR}/disk.2"))
     assert state(w, "lv-oneimg-12") == ([], {})
 
@@ -846,9 +841,7 @@ def test_postmigrate_hands_every_disk_to_the_destination(world):
     for disk, lv in enumerate(VM7_LVS):
         expected += on("node1", h("activate", "vg_one", lv, "n"))
         expected += on("node2", h("activate", "vg_one", lv, "sy" if disk == 3 else "ey"),
-                       h("lvs", "vg_one", lv),
-                       h("deltag", "vg_one", lv, f"{USED}=7:{disk}:node1"),
-                       h("addtag", "vg_one", lv, f"{USED}=7:{disk}:node2"))
+                       use(lv, 7, disk, "node2", readonly=disk == 3))
     assert w.sent() == expected
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node2"], {"node2": "ey"})
     assert state(w, "lv-oneimg-13") == ([RO, f"{USED}=7:3:node2"], {"node2": "sy"})
@@ -923,8 +916,7 @@ def test_migration_phases_under_clvmd(tmp_path):
     start = len(w.calls)
     ok(world.run("postmigrate", *MIGRATE, stdin=vm_b64()))
     assert w.sent(start) == [call for disk, lv in enumerate(VM7_LVS) for call in on(
-        "node2", h("lvs", "vg_one", lv), h("deltag", "vg_one", lv, f"{USED}=7:{disk}:node1"),
-        h("addtag", "vg_one", lv, f"{USED}=7:{disk}:node2"))]
+        "node2", use(lv, 7, disk, "node2", readonly=disk == 3))]
     start = len(w.calls)
     ok(world.run("failmigrate", *MIGRATE, stdin=vm_b64()))
     assert w.sent(start) == []

@@ -20,7 +20,8 @@ from one_gfs2clvm.opennebula import tm3
 from testkit import actionkit
 from testkit.actionkit import (ALICE, FE, INCOMPLETE, M, MOUNT_CHECK, USED, activate_and_link,
                                dev, failed_copy_undone, filled_new_lv, h, link_steps, make_config,
-                               ok, on, removed_new_lv, state, users_api, zero_and_remove, world_of)
+                               ok, on, removed_new_lv, retag, state, use, users_api,
+                               zero_and_remove, world_of)
 from testkit.fakeoned import image_doc, vm_doc
 from testkit.recording import GiB, MiB, FakeApi, ScriptedWorker
 
@@ -166,8 +167,7 @@ def test_ln_activates_the_image_lv_and_tags_its_use(fresh):
     assert w.sent() == on("node1",
                           h("lvs", "vg_one", "lv-oneimg-13"),
                           *activate_and_link("lv-oneimg-13", f"{D7}/disk.2"),
-                          h("lvs", "vg_one", "lv-oneimg-13"),
-                          h("addtag", "vg_one", "lv-oneimg-13", f"{USED}=7:2:node1"))
+                          use("lv-oneimg-13", 7, 2, "node1"))
     assert state(w, "lv-oneimg-13") == ([f"{USED}=7:2:node1"], {"node1": "ey"})
 
 
@@ -175,7 +175,7 @@ def test_ln_failed_tagging_unlinks_and_deactivates_the_image(fresh):
     """tm_ln.sh, the use tag failing: undo removes the link and deactivates the image
     on node1."""
     w = fresh.worker
-    w.fail(*h("addtag"), host="node1", status=5, stderr="  Failed to update VG vg_one.\n")
+    w.fail(*h("use"), host="node1", status=5, stderr="  Failed to update VG vg_one.\n")
     failed(fresh.run("ln", "fe:vg_one/lv-oneimg-13", f"node1:{D7}/disk.2"), 4)
     assert w.after_failure() == on("node1", ("rm", "-f", f"{D7}/disk.2"),
                                    h("activate", "vg_one", "lv-oneimg-13", "n"))
@@ -199,7 +199,7 @@ def volatile(size: int, *middle) -> list:
               h("activate", "vg_one", "lv-one-7-3", "ey"),
               *middle,
               *link_steps(dev("lv-one-7-3"), f"{D7}/disk.3"),
-              h("deltag", "vg_one", "lv-one-7-3", INCOMPLETE))
+              retag("lv-one-7-3", drop=[INCOMPLETE]))
 
 
 def test_mkswap_makes_a_swap_lv_and_links_it(world):
@@ -269,13 +269,10 @@ def test_context_failed_tar_stops_the_script(world, tmp_path):
 
 # ================================================================= tm_mv
 
-def moved_to(host: str, lv: str, disk: int, old: str | None) -> list:
-    """A disk arriving on `host`: its report, then activated, its use tag moved
-    from `old` (one helper batch) and linked."""
-    drop = [f"{USED}=7:{disk}:{old}"] if old else []
-    return on(host, h("lvs", "vg_one", lv),
-              *activate_and_link(lv, f"{D7}/disk.{disk}", drop=drop,
-                                 add=[f"{USED}=7:{disk}:{host}"]))
+def moved_to(host: str, lv: str, disk: int) -> list:
+    """A disk arriving on `host`: activated, its use tag moved (the helper reads
+    the tags: no report first; one batch) and linked."""
+    return on(host, *activate_and_link(lv, f"{D7}/disk.{disk}", "ey", [use(lv, 7, disk, host)]))
 
 
 VM7_DISKS = [(0, "lv-one-7-0"), (1, "lv-one-7-1"), (2, "lv-oneimg-13")]
@@ -289,7 +286,7 @@ def test_mv_of_the_vm_dir_between_hosts_moves_every_linked_disk(world):
     expected = on("node2", find_links(D7))
     for disk, lv in VM7_DISKS:
         expected += on("node1", h("activate", "vg_one", lv, "n"))
-        expected += moved_to("node2", lv, disk, "node1")
+        expected += moved_to("node2", lv, disk)
     assert w.sent() == expected
     for disk, lv in VM7_DISKS:
         assert state(w, lv) == ([f"{USED}=7:{disk}:node2"], {"node2": "ey"})
@@ -301,8 +298,7 @@ def test_mv_of_the_vm_dir_to_the_frontend_releases_every_disk(world):
     ok(world.run("mv", f"node1:{D7}", f"{FE}:{M}/7"))
     expected = on("node1", find_links(D7))
     for disk, lv in VM7_DISKS:
-        expected += on("node1", h("activate", "vg_one", lv, "n"), h("lvs", "vg_one", lv),
-                       h("deltag", "vg_one", lv, f"{USED}=7:{disk}:node1"))
+        expected += on("node1", h("activate", "vg_one", lv, "n"), use(lv, 7, disk, None))
     assert w.sent() == expected
     assert FE not in w.contacted
     for _, lv in VM7_DISKS:
@@ -318,7 +314,7 @@ def test_mv_of_the_vm_dir_from_the_frontend_activates_on_the_host(world):
     ok(world.run("mv", f"{FE}:{D7}", f"node2:{D7}"))
     expected = on("node2", find_links(D7))
     for disk, lv in VM7_DISKS:
-        expected += moved_to("node2", lv, disk, None)
+        expected += moved_to("node2", lv, disk)
     assert w.sent() == expected
 
 
@@ -329,8 +325,7 @@ def test_mv_of_one_disk_to_the_frontend_releases_only_that_disk(world):
     ok(world.run("mv", f"node1:{D7}/disk.2", f"{FE}:{M}/7/disk.2"))
     assert w.sent() == on("node1", find_links(D7),
                           h("activate", "vg_one", "lv-oneimg-13", "n"),
-                          h("lvs", "vg_one", "lv-oneimg-13"),
-                          h("deltag", "vg_one", "lv-oneimg-13", f"{USED}=7:2:node1"))
+                          use("lv-oneimg-13", 7, 2, None))
     assert state(w, "lv-one-7-0") == ([f"{USED}=7:0:node1"], {"node1": "ey"})
 
 
@@ -366,8 +361,7 @@ def test_delete_of_vm_1_removes_only_vm_1s_lvs_and_directory(world):
         *on("node1", ("rm", "-f", f"{vm_dir(1)}/disk.1")),
         *on("node1", h("lvs", "vg_one", "lv-oneimg-12"),
             h("activate", "vg_one", "lv-oneimg-12", "n"),
-            h("lvs", "vg_one", "lv-oneimg-12"),
-            h("deltag", "vg_one", "lv-oneimg-12", f"{USED}=1:2:node1"),
+            use("lv-oneimg-12", 1, 2, None),
             ("rm", "-f", f"{vm_dir(1)}/disk.2")),
         *removal("lv-one-1-10", "lv-one-1-10-snap-1"),
         *on("node1", ("rm", "-f", f"{vm_dir(1)}/disk.10")),

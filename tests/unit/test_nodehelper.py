@@ -50,6 +50,15 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs a root-owned file"
      ["lvchange", "--addtag", "one:vm=1", "vg_one/lv-one-1-0"]),
     ("deltag", ["vg_one", "lv-one-1-0", "one:vm=1"],
      ["lvchange", "--deltag", "one:vm=1", "vg_one/lv-one-1-0"]),
+    # several tag changes, ONE lvchange (one metadata commit), in the order given
+    ("retag", ["vg_one", "lv-one-1-0", "deltag", "one-incomplete", "addtag", "one-use=1:0:n1"],
+     ["lvchange", "--deltag", "one-incomplete", "--addtag", "one-use=1:0:n1",
+      "vg_one/lv-one-1-0"]),
+    # use reads the LV's tags first (run_step makes the change)
+    ("use", ["vg_one", "lv-oneimg-3", "7", "2", "node1"],
+     ["lvs", *REPORT, "-o", "lv_name,lv_tags", "vg_one/lv-oneimg-3"]),
+    ("use", ["vg_one", "lv-oneimg-3", "7", "2", "-", "readonly"],
+     ["lvs", *REPORT, "-o", "lv_name,lv_tags", "vg_one/lv-oneimg-3"]),
 ])
 def test_lvm_argv(verb, args, argv):
     assert lvm_argv(verb, args, VGS) == argv
@@ -105,6 +114,24 @@ def test_lvs_selection_is_exact():
     ("udev-owns", ["vg_one", "lv-one-1-0"], "unknown verb 'udev-owns'"),  # main(), no lvm
     # no caller renames an LV: the verb is gone, not merely unused
     ("rename", ["vg_one", "lv-one-1-0", "lv-oneimg-9"], "unknown verb 'rename'"),
+    ("retag", ["vg_one", "lv-one-1-0"],
+     "retag: expected VG LV and {deltag|addtag} TAG pairs, got 2 arguments"),
+    ("retag", ["vg_one", "lv-one-1-0", "deltag"],
+     "retag: expected VG LV and {deltag|addtag} TAG pairs, got 3 arguments"),
+    ("retag", ["vg_one", "lv-one-1-0", "--deltag", "x"], "retag: '--deltag' is not deltag or addtag"),
+    ("retag", ["vg_one", "lv-one-1-0", "addtag", "x", "activate", "ey"],
+     "retag: 'activate' is not deltag or addtag"),
+    ("retag", ["vg_one", "lv-one-1-0", "addtag", "@x"], "invalid tag '@x'"),
+    ("use", ["vg_one", "lv-one-1-0", "7", "0"], "use: expected 5..6 arguments, got 4"),
+    ("use", ["vg_one", "lv-one-1-0", "07", "0", "n1"], "use: invalid VM id '07'"),
+    ("use", ["vg_one", "lv-one-1-0", "7", "-1", "n1"], "use: invalid disk id '-1'"),
+    ("use", ["vg_one", "lv-one-1-0", "7", "0", "n1\n"], "use: invalid host 'n1\\n'"),
+    ("use", ["vg_one", "lv-one-1-0", "7", "0", "-n1"], "use: invalid host '-n1'"),
+    ("use", ["vg_one", "lv-one-1-0", "7", "0", "a" * 120], "use: invalid host '%s'" % ("a" * 120)),
+    ("use", ["vg_one", "lv-one-1-0", "7", "0", "n1", "ro"],
+     "use: expected VM DISK HOST|- [readonly]"),
+    ("use", ["vg_one", "lv-x", "7", "0", "n1"],
+     "LV name 'lv-x' is not one of ours (lv-one-<vm>-<disk>, lv-oneimg-<image>)"),
 ])
 def test_lvm_argv_refuses(verb, args, message):
     with pytest.raises(Refused) as info:
@@ -488,6 +515,61 @@ def test_run_batch_stops_at_the_first_failure_and_names_it():
     assert err.getvalue().decode().splitlines() == [
         "  ok", "one-gfs2clvm-helper: batch step 2 of 3 failed: addtag vg_one/lv-one-1-0",
         "  Failed to update VG vg_one."]                 # lvm's own line stays the last
+
+
+# --- the use-tag rule ------------------------------------------------------------
+
+U = "one-use="
+
+
+@pytest.mark.parametrize("tags, request_, expected", [
+    ([], (7, 0, "n1", False), ([U + "7:0:n1"], [])),
+    ([U + "7:0:n1"], (7, 0, "n1", False), ([], [])),                     # already so
+    ([U + "7:0:n1"], (7, 0, "n2", False), ([U + "7:0:n2"], [U + "7:0:n1"])),  # moved
+    ([U + "7:0:n1", U + "8:0:n2"], (7, 0, None, False), ([], [U + "7:0:n1"])),
+    # another disk of the same VM, or another VM, is never touched
+    ([U + "7:1:n1", U + "70:0:n1"], (7, 0, "n2", False), ([U + "7:0:n2"], [])),
+    ([], (7, 3, "n1", True), ([U + "7:3:n1", "one-readonly"], [])),
+    # the read-only mark goes with the last use only
+    ([U + "7:3:n1", "one-readonly", U + "8:3:n2"], (7, 3, None, False), ([], [U + "7:3:n1"])),
+    ([U + "7:3:n1", "one-readonly"], (7, 3, None, False),
+     ([], [U + "7:3:n1", "one-readonly"])),
+    (["one-incomplete", "one-made=cp.5"], (7, 0, None, False), ([], [])),
+])
+def test_use_tag_change(tags, request_, expected):
+    assert nodehelper.use_tag_change(tags, *request_) == expected
+
+
+def test_use_step_reads_the_tags_then_makes_one_change():
+    """`use` runs its report, then ONE lvchange with every drop and add (none at
+    all when the tags already say so); its stdout stays empty."""
+    [(verb, args, command)] = nodehelper.batch_steps(
+        ["use", "vg_one", "lv-one-7-0", "7", "0", "node2"], VGS)
+    ran = []
+
+    def run_with(tags):
+        def run(argv):
+            ran.append(argv)
+            if argv[0] == "lvs":
+                report = {"report": [{"lv": [{"lv_name": "lv-one-7-0", "lv_tags": tags}]}]}
+                return _Proc(0, stdout=json.dumps(report).encode(), stderr=b"  notice\n")
+            return _Proc(0, stderr=b"  changed\n")
+        return run
+    done = nodehelper.run_step(verb, args, command, run_with("one-use=7:0:node1,one-x"))
+    assert ran == [command, ["lvchange", "--deltag", "one-use=7:0:node1",
+                             "--addtag", "one-use=7:0:node2", "vg_one/lv-one-7-0"]]
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"  notice\n  changed\n")
+    ran.clear()
+    done = nodehelper.run_step(verb, args, command, run_with("one-use=7:0:node2"))
+    assert ran == [command] and done.returncode == 0
+
+
+def test_use_step_on_a_missing_lv_fails_like_lvs():
+    [(verb, args, command)] = nodehelper.batch_steps(
+        ["use", "vg_one", "lv-one-7-0", "7", "0", "-"], VGS)
+    missing = b'  Failed to find logical volume "vg_one/lv-one-7-0"\n'
+    done = nodehelper.run_step(verb, args, command, lambda argv: _Proc(5, stderr=missing))
+    assert (done.returncode, done.stderr) == (5, missing)
 
 
 def test_run_batch_of_steps_that_succeed_exits_0():
