@@ -1,13 +1,17 @@
 import os
+import sys
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 # Directory-mapping folders shipped inside the package as one_gfs2clvm/_payload/,
-# so `one-gfs2clvm install` also works after a non-editable `pip install .`.
-PAYLOAD = ["etc-one", "etc-sudoers-d", "etc-udev-rules-d", "etc-cron-d", "usr-lib-one-tm_commands",
-           "var-lib-one-remotes-image-fs", "var-lib-one-remotes-tm-gfs2clvm",
-           "var-lib-one-remotes-datastore-gfs2clvm"]
+# so `one-gfs2clvm install` also works after a non-editable `pip install .`:
+# the one table of them is install.FOLDERS (install.py needs only the standard
+# library and the package's errors module, so it imports before any dependency).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from one_gfs2clvm.install import FOLDERS  # noqa: E402
+
+PAYLOAD = list(FOLDERS)
 
 
 class BuildPyWithPayload(build_py):

@@ -18,6 +18,7 @@ packages=(
   linux-image-amd64 initramfs-tools systemd-sysv udev kmod iproute2 iputils-ping procps
   openssh-server sudo python3 lvm2 lvm2-lockd dlm-controld corosync gfs2-utils sanlock
   qemu-utils xorriso e2fsprogs psmisc less
+  libvirt-daemon-system libvirt-clients qemu-system-x86 polkitd dbus
 )
 
 mkdir -p "$out"
@@ -80,6 +81,19 @@ for unit in corosync dlm lvmlockd lvmlocks sanlock wdmd lvm2-monitor lvm2-lvmpol
   chroot "$root" systemctl disable "$unit" >/dev/null 2>&1 || true
 done
 chroot "$root" systemctl mask e2scrub_reap.service getty-static.service >/dev/null 2>&1 || true
+# libvirt as on an OpenNebula KVM host, but started by its socket on first use
+# (a boot under TCG does not pay for it) with no NAT network (no dnsmasq, no
+# bridge: the test VMs have no NIC) and no suspend-all at shutdown.
+for unit in libvirtd.service libvirt-guests.service; do
+  chroot "$root" systemctl disable "$unit" >/dev/null 2>&1 || true
+done
+chroot "$root" systemctl enable libvirtd.socket >/dev/null 2>&1
+rm -f "$root/etc/libvirt/qemu/networks/autostart/default.xml"
+# No nested KVM: TCG's qemu64 CPU offers SVM, so kvm_amd would load and give
+# /dev/kvm to root:kvm only; libvirt probes qemu with KVM as root, finds KVM
+# unusable for the qemu user (oneadmin) at each domain start and probes again
+# (~30 s each).  The test VMs are type='qemu' (TCG) anyway.
+printf 'blacklist kvm_amd\nblacklist kvm_intel\n' > "$root/etc/modprobe.d/lab-no-nested-kvm.conf"
 
 # LVM: no autoactivation anywhere (the driver activates where a VM runs);
 # lvmlockd on/off is set per boot by lab-setup from the kernel command line.

@@ -48,6 +48,7 @@ GFS2_LV = "gfs2_one"          # outside the driver's LV patterns on purpose
 GFS2_MOUNT = "/var/lib/one"
 HELPER_PATH = "/usr/sbin/one-gfs2clvm-helper"
 LOCK_MODES = ("dlm", "sanlock", "none")
+CLUSTER_NET = "192.168.77"    # node N is .10+N on the hub (lab/guest/lab-setup sets it)
 
 
 def log(message: str) -> None:
@@ -315,7 +316,7 @@ class Lab:
                   f"lab.id={i} lab.n={self.nodes} lab.lock={self.lock}")
         return [
             "qemu-system-x86_64", "-name", node.name, *accel,
-            "-smp", "1", "-m", os.environ.get("LAB_MEM", "1024"), "-display", "none",
+            "-smp", "1", "-m", os.environ.get("LAB_MEM", "1536"), "-display", "none",
             "-serial", f"file:{run}/{node.name}.console", "-daemonize",
             "-pidfile", f"{run}/{node.name}.pid", "-no-reboot",
             "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
@@ -515,6 +516,14 @@ class Lab:
         (`one-gfs2clvm install --role node`), with the lab's node config."""
         staging = self.run / "node-root"
         shutil.rmtree(staging, ignore_errors=True)
+        # the guests' own qemu.conf (one image: the same on every node), so the
+        # installer sets its keys in that file as it would on a real worker
+        qemu_conf = self.sh(self.node_names[0], "cat /etc/libvirt/qemu.conf 2>/dev/null",
+                            check=False).stdout
+        if qemu_conf:
+            (staging / "etc/libvirt").mkdir(parents=True)
+            (staging / "etc/libvirt/qemu.conf").write_text(qemu_conf)
+            (staging / "etc/libvirt/qemu.conf").chmod(0o600)
         subprocess.run([sys.executable, "-m", "one_gfs2clvm.cli", "install", "--root",
                         str(staging), "--role", "node", "--layout", "all"],
                        check=True, capture_output=True, cwd=PROJECT)
@@ -555,9 +564,31 @@ class Lab:
             for top in sorted(staging.iterdir()):
                 tar.add(top, arcname=top.name, filter=as_root)
         for node in self.node_names:
+            # libvirtd reads qemu.conf only at start (socket-activated: usually
+            # not running yet)
             self.sh(node, "tar -x -C / --no-overwrite-dir -f - && "
-                          "visudo -cqf /etc/sudoers.d/one-gfs2clvm && udevadm control --reload",
+                          "visudo -cqf /etc/sudoers.d/one-gfs2clvm && udevadm control --reload && "
+                          "systemctl try-restart libvirtd.service",
                     stdin=payload.getvalue())
+        self._oneadmin_ssh()
+
+    def _oneadmin_ssh(self) -> None:
+        """oneadmin's ssh key and known hosts in its home on GFS2, as an
+        OpenNebula cluster shares them: libvirt's live migration runs
+        `qemu+ssh://<node>/system` as oneadmin between the workers, over the
+        lab network (node names resolve to 192.168.77.x in /etc/hosts)."""
+        if not self.gfs2:
+            return
+        assert self.image is not None
+        hosts = "".join(
+            f"{name},{CLUSTER_NET}.{10 + index} "
+            f"{' '.join((self.image / 'hostkeys' / f'{name}.pub').read_text().split()[:2])}\n"
+            for index, name in enumerate(self.node_names, 1))
+        self.sh(self.node_names[0],
+                f'umask 077 && mkdir -p {GFS2_MOUNT}/.ssh && cat > {GFS2_MOUNT}/.ssh/id_ed25519 && '
+                f'printf "%s" "$1" > {GFS2_MOUNT}/.ssh/known_hosts && '
+                f'chown -R oneadmin:oneadmin {GFS2_MOUNT}/.ssh', hosts,
+                stdin=self.key.read_bytes())
 
     def render_node_conf(self) -> str:
         return (f"# worker copy, written by lab/vmlab.py\n[storage]\nvolume_groups = {VG}\n"

@@ -113,14 +113,18 @@ def install_cmd(root, layout, role, dry_run, python):
     """Copy the driver's files to their system paths under --root.
 
     Existing files under /etc/one are never overwritten: the new version is
-    written beside them as <file>.new.
+    written beside them as <file>.new.  On a node, libvirt's existing
+    /etc/libvirt/qemu.conf gets only the keys in etc-libvirt/qemu.conf set.
     """
     from .install import InstallError, install
     try:
-        install(root, role=role, layout=layout, dry_run=dry_run, python=python,
-                echo=click.echo)
+        steps = install(root, role=role, layout=layout, dry_run=dry_run, python=python,
+                        echo=click.echo)
     except InstallError as exc:
         _fail(exc)
+    if any(step.how == "settings" and step.outcome == "updated" for step in steps):
+        click.echo("restart libvirtd for the qemu.conf settings to take effect "
+                   "(running VMs keep running)")
 
 
 @main.group("image")

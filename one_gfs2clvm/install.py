@@ -34,6 +34,9 @@ FOLDERS: dict[str, str] = {
     "var-lib-one-remotes-image-fs": "/var/lib/one/remotes/image/fs",
     "var-lib-one-remotes-tm-gfs2clvm": "/var/lib/one/remotes/tm/gfs2clvm",
     "var-lib-one-remotes-datastore-gfs2clvm": "/var/lib/one/remotes/datastore/gfs2clvm",
+    "etc-libvirt": "/etc/libvirt",
+    "etc-polkit-1-localauthority-50-local.d": "/etc/polkit-1/localauthority/50-local.d",
+    "etc-polkit-1-rules-d": "/etc/polkit-1/rules.d",
 }
 
 # The node helper is a module of the package, not a folder.
@@ -54,6 +57,9 @@ BOTH_LAYOUTS = frozenset({"modern", "3.x"})
 #   script  - 0755 if it starts with "#!" else 0644; Python shebangs rewritten
 #   config  - 0644; an existing file is kept, the new version goes to <file>.new
 #   sudoers - 0440, checked with `visudo -c` when visudo exists
+#   settings - `key = value` lines set in the EXISTING target (libvirt's
+#             qemu.conf): every other line, the mode and the owner kept; a
+#             missing target is skipped (that software is not installed yet)
 #   mode:NNNN - that mode
 # Node files are chowned root:root when installing as root into /.
 
@@ -79,6 +85,11 @@ RULES: tuple[Rule, ...] = (
     Rule("etc-sudoers-d/", NODE, BOTH_LAYOUTS, "sudoers"),
     Rule("etc-udev-rules-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
     Rule("etc-cron-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
+    # libvirt on the workers: qemu as oneadmin, no dynamic ownership; polkit lets
+    # oneadmin manage qemu:///system (legacy .pkla and current rules.d)
+    Rule("etc-libvirt/qemu.conf", NODE, BOTH_LAYOUTS, "settings"),
+    Rule("etc-polkit-1-localauthority-50-local.d/", NODE, BOTH_LAYOUTS, "mode:0644"),
+    Rule("etc-polkit-1-rules-d/", NODE, BOTH_LAYOUTS, "mode:0644"),
 )
 # Copied byte for byte (not "script"): it keeps its `#!/usr/bin/python3 -IS`,
 # the system interpreter, isolated, whatever --python says.
@@ -106,14 +117,16 @@ class Step:
     mode: int
     how: str
     chown_root: bool
-    outcome: str = ""         # installed | kept | unchanged (filled by install())
+    outcome: str = ""         # installed | kept | unchanged | updated | skipped
+    detail: str = ""          # settings: the keys set, or why skipped
 
     def line(self, dry_run: bool = False) -> str:
-        verb = {"installed": "install", "kept": "keep", "unchanged": "leave unchanged"}
+        verb = {"installed": "install", "kept": "keep", "unchanged": "leave unchanged",
+                "updated": "update", "skipped": "skip"}
         word = f"would {verb[self.outcome]}" if dry_run else self.outcome
         if self.outcome == "kept":
             return f"{word} {self.dest} (new version in .new)"
-        return f"{word} {self.dest}"
+        return f"{word} {self.dest}" + (f" ({self.detail})" if self.detail else "")
 
 
 # -- locating the source tree -------------------------------------------------
@@ -169,6 +182,8 @@ def _mode_for(how: str, source: Path) -> int:
         return 0o644
     if how == "sudoers":
         return 0o440
+    if how == "settings":
+        return 0o600            # only for a target that has no mode yet (never written)
     return int(how.split(":", 1)[1], 8)
 
 
@@ -253,13 +268,16 @@ def _check_sudoers(path: str) -> None:
         raise InstallError(f"visudo rejects the sudoers file: {detail}")
 
 
-def _write_atomic(dest: Path, data: bytes, mode: int, chown_root: bool, how: str) -> None:
+def _write_atomic(dest: Path, data: bytes, mode: int, chown_root: bool, how: str,
+                  owner: tuple[int, int] | None = None) -> None:
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            if chown_root:
+            if owner is not None and owner != (os.geteuid(), os.getegid()):
+                os.fchown(f.fileno(), *owner)
+            elif chown_root:
                 os.fchown(f.fileno(), 0, 0)
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
@@ -272,6 +290,70 @@ def _write_atomic(dest: Path, data: bytes, mode: int, chown_root: bool, how: str
         except FileNotFoundError:
             pass
         raise
+
+
+# -- settings files (libvirt's qemu.conf) ---------------------------------------
+
+_SETTING = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
+# libvirt writes each default as `#key = value` at the start of a line; indented
+# or spaced comments are prose and examples, not the default
+_DEFAULT = re.compile(r"#([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
+
+
+def wanted_settings(text: str) -> dict[str, str]:
+    """key -> its line, for each active one-line `key = value` of a settings file."""
+    wanted = {}
+    for line in text.splitlines():
+        match = _SETTING.match(line)
+        if match:
+            wanted[match[1]] = line.strip()
+    return wanted
+
+
+def merge_settings(current: str, wanted: dict[str, str]) -> str:
+    """`current` with each key of `wanted` set by its line: the first active
+    setting replaced (later ones dropped: they would win), else the line put
+    after the key's commented default, else appended.  Nothing else changes;
+    merging again changes nothing.  Values are one line (our keys are scalars)."""
+    lines = current.splitlines(keepends=True)
+    merged, placed = [], set()
+    for line in lines:
+        match = _SETTING.match(line)
+        if match and match[1] in wanted:
+            if match[1] not in placed:
+                merged.append(wanted[match[1]] + "\n")
+                placed.add(match[1])
+            continue
+        merged.append(line)
+    if merged and not merged[-1].endswith("\n"):
+        merged[-1] += "\n"
+    appended = []
+    for key, setting in wanted.items():
+        if key in placed:
+            continue
+        default = next((i for i, line in enumerate(merged)
+                        if (m := _DEFAULT.match(line)) and m[1] == key), None)
+        if default is None:
+            appended.append(setting + "\n")
+        else:
+            merged.insert(default + 1, setting + "\n")
+    if appended:
+        merged += ["# set by one-gfs2clvm install (etc-libvirt/)\n", *appended]
+    return "".join(merged)
+
+
+def _settings_outcome(step: Step, data: bytes) -> tuple[str, str, bytes | None]:
+    """(outcome, detail, new content or None) of a settings step."""
+    if not step.dest.is_file():
+        return "skipped", "not there: install that software first, then run install again", None
+    current = step.dest.read_text(encoding="utf-8")
+    wanted = wanted_settings(data.decode("utf-8"))
+    merged = merge_settings(current, wanted)
+    if merged == current:
+        return "unchanged", "", None
+    changed = [key for key in wanted
+               if wanted_settings(current).get(key) != wanted[key]]
+    return "updated", "set " + ", ".join(changed), merged.encode("utf-8")
 
 
 def install(root: str | os.PathLike, role: str = "all", layout: str = "all",
@@ -287,21 +369,26 @@ def install(root: str | os.PathLike, role: str = "all", layout: str = "all",
     for step in plan(root, role, layout, source, euid):
         data = content_for(step, python)
         dest = step.dest
-        outcome = "installed"
-        if step.how == "config" and (dest.exists() or dest.is_symlink()):
+        outcome, detail, owner, mode = "installed", "", None, step.mode
+        if step.how == "settings":
+            outcome, detail, data = _settings_outcome(step, data)
+            if data is not None:
+                info = dest.stat()
+                owner, mode = (info.st_uid, info.st_gid), info.st_mode & 0o7777
+        elif step.how == "config" and (dest.exists() or dest.is_symlink()):
             try:
                 same = dest.is_file() and dest.read_bytes() == data
             except OSError:
                 same = False
             outcome = "unchanged" if same else "kept"
             dest = dest.with_name(dest.name + ".new")
-        if not dry_run and outcome != "unchanged":
+        if not dry_run and outcome not in ("unchanged", "skipped"):
             try:
                 _makedirs(dest.parent)
-                _write_atomic(dest, data, step.mode, step.chown_root, step.how)
+                _write_atomic(dest, data, mode, step.chown_root, step.how, owner)
             except OSError as exc:
                 raise InstallError(f"{dest}: {exc.strerror or exc}") from exc
-        step = replace(step, outcome=outcome)
+        step = replace(step, outcome=outcome, detail=detail)
         done.append(step)
         if echo is not None:
             echo(step.line(dry_run))

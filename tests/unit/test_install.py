@@ -25,7 +25,11 @@ LEGACY_TM = {f"/usr/lib/one/tm_commands/gfs2clvm/tm_{c}.sh" for c in TM3_COMMAND
 LEGACY_ETC = {"/etc/one/tm_gfs2clvm/tm_gfs2clvm.conf", "/etc/one/tm_gfs2clvm/tm_gfs2clvmrc"}
 CONF = {"/etc/one/gfs2clvm.conf"}
 NODE = {"/etc/sudoers.d/one-gfs2clvm", "/etc/udev/rules.d/99-one-gfs2clvm.rules",
-        "/etc/cron.d/one-gfs2clvm", "/usr/sbin/one-gfs2clvm-helper"}
+        "/etc/cron.d/one-gfs2clvm", "/usr/sbin/one-gfs2clvm-helper",
+        "/etc/polkit-1/localauthority/50-local.d/50-one-gfs2clvm-libvirt.pkla",
+        "/etc/polkit-1/rules.d/50-one-gfs2clvm-libvirt.rules"}
+# set in the node's existing qemu.conf; skipped where libvirt is not installed
+QEMU_CONF = "/etc/libvirt/qemu.conf"
 
 
 def shipped(folder: str, system_path: str) -> set[str]:
@@ -75,10 +79,14 @@ LAYOUTS = ["modern", "3.x", "all"]
 def test_file_set_per_role_and_layout(tmp_path, role, layout, lines):
     steps = inst.install(tmp_path, role=role, layout=layout, python=PY, echo=lines.append)
     want = expected(role, layout)
+    node = role in ("node", "all")
     assert installed(tmp_path) == want
-    assert {str(s.target) for s in steps} == want
-    assert lines == [f"installed {tmp_path}{s.target}" for s in steps]
-    assert len(lines) == len(want)
+    assert {str(s.target) for s in steps} == want | ({QEMU_CONF} if node else set())
+    assert [line for line in lines if QEMU_CONF not in line] == \
+        [f"installed {tmp_path}{s.target}" for s in steps if str(s.target) != QEMU_CONF]
+    assert [line for line in lines if QEMU_CONF in line] == ([
+        f"skipped {tmp_path}{QEMU_CONF} (not there: install that software first, then run "
+        f"install again)"] if node else [])
 
 
 def test_modes_whatever_the_umask(tmp_path):
@@ -96,7 +104,7 @@ def test_modes_whatever_the_umask(tmp_path):
             want = 0o755
         elif system == "/etc/sudoers.d/one-gfs2clvm":
             want = 0o440
-        elif system.startswith(("/etc/one/", "/etc/udev/", "/etc/cron.d/")):
+        elif system.startswith(("/etc/one/", "/etc/udev/", "/etc/cron.d/", "/etc/polkit-1/")):
             want = 0o644
         elif system.startswith("/var/lib/one/remotes/"):
             want = 0o755 if path.read_bytes().startswith(b"#!") else 0o644
@@ -206,8 +214,8 @@ def test_dry_run_writes_nothing(tmp_path, lines):
     root = tmp_path / "root"
     steps = inst.install(root, python=PY, dry_run=True, echo=lines.append)
     assert not root.exists()
-    assert {str(s.target) for s in steps} == expected("all", "all")
-    assert all(line.startswith("would install ") for line in lines)
+    assert {str(s.target) for s in steps} == expected("all", "all") | {QEMU_CONF}
+    assert all(line.startswith("would install ") for line in lines if QEMU_CONF not in line)
     conf = root / "etc/one/gfs2clvm.conf"
     conf.parent.mkdir(parents=True)
     conf.write_text("mine\n")
@@ -220,7 +228,7 @@ def test_dry_run_writes_nothing(tmp_path, lines):
 def test_root_ownership_only_for_node_files_in_the_real_root():
     steps = inst.plan("/", role="all", layout="all", euid=0)
     owned = {str(s.target) for s in steps if s.chown_root}
-    assert owned == NODE | CONF
+    assert owned == NODE | CONF | {QEMU_CONF}
     assert not any(s.chown_root for s in inst.plan("/", role="frontend", euid=0))
     assert not any(s.chown_root for s in inst.plan("/", role="all", euid=1000))
     assert not any(s.chown_root for s in inst.plan("/tmp/staging", role="all", euid=0))
@@ -296,3 +304,81 @@ def test_cli_install(tmp_path):
     assert CliRunner().invoke(main, ["install"]).exit_code == 2        # --root is required
     bad = CliRunner().invoke(main, ["install", "--root", str(tmp_path), "--python", "python3"])
     assert bad.exit_code == 1 and "not an absolute path" in bad.output
+
+
+# --- libvirt's qemu.conf: settings set in place -------------------------------------
+
+# The shape of Debian 12's /etc/libvirt/qemu.conf around our keys: prose with
+# indented examples, then `#key = default` lines.
+DEBIAN_QEMU_CONF = """\
+# Master configuration file for the QEMU driver.
+#vnc_listen = "0.0.0.0"
+# Some examples of valid values are:
+#
+#       user = "qemu"   # A user named "qemu"
+#       user = "+0"     # Super user (uid=0)
+#
+#user = "libvirt-qemu"
+#group = "libvirt-qemu"
+
+# Whether libvirt should dynamically change file ownership
+#dynamic_ownership = 1
+security_driver = "none"
+"""
+
+
+def shipped_settings() -> dict[str, str]:
+    return inst.wanted_settings((REPO / "etc-libvirt" / "qemu.conf").read_text())
+
+
+def test_shipped_qemu_settings():
+    assert shipped_settings() == {"user": 'user = "oneadmin"', "group": 'group = "oneadmin"',
+                                  "dynamic_ownership": "dynamic_ownership = 0"}
+
+
+def test_settings_go_after_their_commented_defaults_and_nothing_else_changes():
+    merged = inst.merge_settings(DEBIAN_QEMU_CONF, shipped_settings())
+    assert merged == DEBIAN_QEMU_CONF.replace(
+        '#user = "libvirt-qemu"\n', '#user = "libvirt-qemu"\nuser = "oneadmin"\n').replace(
+        '#group = "libvirt-qemu"\n', '#group = "libvirt-qemu"\ngroup = "oneadmin"\n').replace(
+        "#dynamic_ownership = 1\n", "#dynamic_ownership = 1\ndynamic_ownership = 0\n")
+    assert inst.merge_settings(merged, shipped_settings()) == merged       # idempotent
+
+
+def test_an_admins_active_setting_is_replaced_once_and_duplicates_dropped():
+    current = 'user = "root"\nvnc_listen = "::"\n  user="qemu"\ngroup = "kvm"'
+    merged = inst.merge_settings(current, shipped_settings())
+    assert merged == ('user = "oneadmin"\nvnc_listen = "::"\ngroup = "oneadmin"\n'
+                      "# set by one-gfs2clvm install (etc-libvirt/)\ndynamic_ownership = 0\n")
+
+
+def test_qemu_conf_is_updated_in_place_keeping_mode_and_owner(tmp_path, lines):
+    conf = tmp_path / "etc/libvirt/qemu.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(DEBIAN_QEMU_CONF)
+    conf.chmod(0o600)
+    dry = inst.install(tmp_path, role="node", python=PY, dry_run=True, echo=lines.append)
+    assert f"would update {conf} (set user, group, dynamic_ownership)" in lines
+    assert conf.read_text() == DEBIAN_QEMU_CONF and len(dry) > 1
+    lines.clear()
+    inst.install(tmp_path, role="node", python=PY, echo=lines.append)
+    assert f"updated {conf} (set user, group, dynamic_ownership)" in lines
+    assert conf.read_text() == inst.merge_settings(DEBIAN_QEMU_CONF, shipped_settings())
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert (conf.stat().st_uid, conf.stat().st_gid) == (os.geteuid(), os.getegid())
+    lines.clear()
+    inst.install(tmp_path, role="node", python=PY, echo=lines.append)
+    assert f"unchanged {conf}" in lines
+
+
+def test_cli_install_says_to_restart_libvirtd_when_qemu_conf_changed(tmp_path):
+    conf = tmp_path / "etc/libvirt/qemu.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(DEBIAN_QEMU_CONF)
+    args = ["install", "--root", str(tmp_path), "--role", "node", "--python", PY]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert first.output.endswith("restart libvirtd for the qemu.conf settings to take effect "
+                                 "(running VMs keep running)\n")
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "restart libvirtd" not in again.output

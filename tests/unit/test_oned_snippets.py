@@ -9,8 +9,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from lxml import etree
 
 from testkit import fakeoned as fo
+from testkit import kvmdomain as kd
+from testkit.kvmdomain import datastore_as_created
+from testkit.onetemplate import (DRIVER, SNIPPETS, TemplateSyntaxError, conf, load, one,
+                                 parse_template, shipped_datastores, template)
 from one_gfs2clvm import config, install
 from one_gfs2clvm.errors import InvalidArgument
 from one_gfs2clvm.opennebula import datastore as ds_actions
@@ -19,10 +24,8 @@ from one_gfs2clvm.opennebula.xml import parse_datastore
 from one_gfs2clvm.streaming import check_restricted
 
 REPO = Path(__file__).resolve().parents[2]
-SNIPPETS = REPO / "etc-one" / "gfs2clvm"
 TM_DIR = REPO / "var-lib-one-remotes-tm-gfs2clvm"
 DS_DIR = REPO / "var-lib-one-remotes-datastore-gfs2clvm"
-DRIVER = "gfs2clvm"
 
 # Every TM action oned (or the VMM driver) calls on a TM (reference 3.3) and the
 # datastore actions of an image datastore with export (reference 3.4).
@@ -32,104 +35,6 @@ DS_ACTIONS = "cp mkfs rm stat clone monitor export snap_delete snap_revert snap_
 
 TEMPLATES = ("datastore-system.tmpl", "datastore-image.tmpl", "datastore-iso.tmpl")
 IMAGE_TEMPLATES = ("datastore-image.tmpl", "datastore-iso.tmpl")
-
-
-# --- a small reader for OpenNebula's template / oned.conf syntax -----------------
-
-class TemplateSyntaxError(ValueError):
-    pass
-
-
-_TOKEN = re.compile(r"""
-    (?P<space>[ \t\r\n]+) | (?P<comment>\#[^\n]*) |
-    (?P<string>"(?:[^"\\]|\\.)*") | (?P<name>[A-Za-z_][A-Za-z0-9_]*) |
-    (?P<punct>[=\[\],]) | (?P<word>[^\s"=\[\],\#]+)
-""", re.VERBOSE)
-
-
-def _tokens(text: str):
-    pos = 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:
-            line = text.count("\n", 0, pos) + 1
-            raise TemplateSyntaxError(f"line {line}: unexpected {text[pos:pos + 10]!r}")
-        kind = match.lastgroup
-        if kind not in ("space", "comment"):
-            value = match.group()
-            if kind == "string":
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
-            yield kind, value, text.count("\n", 0, pos) + 1
-        pos = match.end()
-
-
-def parse_template(text: str) -> list[tuple[str, str | dict[str, str]]]:
-    """`NAME = "v"`, `NAME = v` and `NAME = [ A = "x", B = y ]` attributes, in order,
-    names upper-cased as oned does; `#` starts a comment outside quotes."""
-    tokens = list(_tokens(text))
-    out: list[tuple[str, str | dict[str, str]]] = []
-    i = 0
-
-    def take(*kinds, value=None):
-        nonlocal i
-        if i >= len(tokens):
-            raise TemplateSyntaxError(f"unexpected end of text, expected {kinds}")
-        kind, val, line = tokens[i]
-        if kind not in kinds or (value is not None and val != value):
-            raise TemplateSyntaxError(f"line {line}: expected {value or kinds}, got {val!r}")
-        i += 1
-        return val
-
-    def scalar():
-        return take("string", "name", "word")
-
-    while i < len(tokens):
-        name = take("name").upper()
-        take("punct", value="=")
-        if tokens[i][:2] == ("punct", "["):
-            i += 1
-            vector: dict[str, str] = {}
-            while True:
-                key = take("name").upper()
-                take("punct", value="=")
-                if key in vector:
-                    raise TemplateSyntaxError(f"{name}: {key} given twice")
-                vector[key] = scalar()
-                sep = take("punct")
-                if sep == "]":
-                    break
-                if sep != ",":
-                    raise TemplateSyntaxError(f"{name}: expected ',' or ']', got {sep!r}")
-            out.append((name, vector))
-        else:
-            out.append((name, scalar()))
-    return out
-
-
-def load(name: str) -> list[tuple[str, str | dict[str, str]]]:
-    return parse_template((SNIPPETS / name).read_text())
-
-
-def one(attrs, name: str):
-    """The single attribute NAME (a vector or a value)."""
-    found = [value for key, value in attrs if key == name]
-    assert len(found) == 1, f"expected exactly one {name}, found {len(found)}"
-    return found[0]
-
-
-def conf(attrs, vector: str, driver: str = DRIVER) -> dict[str, str]:
-    """The TM_MAD_CONF / DS_MAD_CONF vector for driver."""
-    found = [value for key, value in attrs if key == vector and value.get("NAME") == driver]
-    assert len(found) == 1, f"expected one {vector} named {driver}, found {len(found)}"
-    return found[0]
-
-
-def template(name: str) -> dict[str, str]:
-    attrs = load(name)
-    names = [key for key, _ in attrs]
-    assert len(names) == len(set(names)), f"{name}: an attribute is given twice"
-    assert all(isinstance(value, str) for _, value in attrs), f"{name}: no vectors expected"
-    return dict(attrs)
 
 
 def mad_lists(arguments: str) -> dict[str, list[str]]:
@@ -164,7 +69,8 @@ def test_every_snippet_parses(name):
 # --- oned.conf (6.10 - 7.4) ----------------------------------------------------------
 
 def test_driver_name_is_the_remotes_folder_name():
-    assert install.FOLDERS[f"var-lib-one-remotes-tm-{DRIVER}"] == f"/var/lib/one/remotes/tm/{DRIVER}"
+    assert install.FOLDERS[f"var-lib-one-remotes-tm-{DRIVER}"] == \
+        f"/var/lib/one/remotes/tm/{DRIVER}"
     assert install.FOLDERS[f"var-lib-one-remotes-datastore-{DRIVER}"] == \
         f"/var/lib/one/remotes/datastore/{DRIVER}"
     attrs = load("oned.conf")
@@ -193,19 +99,23 @@ def test_driver_lists_name_the_driver():
 
 def test_tm_mad_conf_values_the_driver_relies_on():
     tm = conf(load("oned.conf"), "TM_MAD_CONF")
+    # oned copies a TM_MAD_CONF DISK_TYPE into every image datastore of the TM, over the
+    # template's, and VM disks inherit it: BLOCK would make the .isox CD-ROMs block devices
+    assert "DISK_TYPE" not in tm, \
+        "DISK_TYPE belongs in the datastore templates (BLOCK for LVs, FILE for .isox files)"
     why = {
-        "DISK_TYPE": ("BLOCK", "disk.N is a symlink to an LV: libvirt needs <disk type='block'>"),
         "LN_TARGET": ("NONE", "ln hands the VM the image LV itself (no copy)"),
         "CLONE_TARGET": ("SELF", "clone makes the copy as an LV in the image datastore's VG"),
         "SHARED": ("YES", "all hosts see the VG and the GFS2 VM dirs; monitored centrally"),
         "DS_MIGRATE": ("NO", "mv never copies LVs between VGs"),
         "DS_LIVE_MIGRATE": ("NO", "mv never copies LVs between VGs"),
         "DS_MIGRATE_SNAP": ("NO", "mv never copies LVs between VGs"),
-        "DRIVER": ("raw", "LVs hold raw data"),
+        "DRIVER": ("raw", "LVs hold raw data: mkfs images and volatile fs disks take it"),
         "ALLOW_ORPHANS": ("YES", "snapshots are independent full-copy LVs"),
     }
     for key, (want, reason) in why.items():
-        assert tm.get(key, "").upper() == want.upper(), f"TM_MAD_CONF {key} must be {want}: {reason}"
+        assert tm.get(key, "").upper() == want.upper(), \
+            f"TM_MAD_CONF {key} must be {want}: {reason}"
 
 
 def test_ds_mad_conf():
@@ -249,42 +159,30 @@ def test_every_datastore_action_exists(action):
 # --- datastore templates --------------------------------------------------------------
 
 DS_TYPES = {"IMAGE_DS": 0, "SYSTEM_DS": 1, "FILE_DS": 2}
-DISK_TYPES = {"FILE": 0, "BLOCK": 2}   # Image::DiskType numbers in DATASTORE/DISK_TYPE
-
-
-def as_created(tmpl: dict[str, str], tm_conf: dict[str, str]) -> dict[str, str]:
-    """The template as oned stores it: TM_MAD_CONF values copied in at creation
-    (an image datastore's LN_TARGET, CLONE_TARGET, DRIVER, DISK_TYPE replace the
-    template's; a system datastore gets SHARED and DS_MIGRATE)."""
-    stored = dict(tmpl)
-    stored.pop("NAME")
-    if stored["TYPE"] == "SYSTEM_DS":
-        copied = ("SHARED", "DS_MIGRATE")
-    else:
-        copied = ("LN_TARGET", "CLONE_TARGET", "DRIVER", "DISK_TYPE")
-    stored.update({key: tm_conf[key] for key in copied if key in tm_conf})
-    stored["ALLOW_ORPHANS"] = tm_conf.get("ALLOW_ORPHANS", "NO")
-    return stored
+# what every disk of a datastore gets: LVs are block devices, .isox files are files
+STORED_DISK_TYPE = {"datastore-system.tmpl": "BLOCK", "datastore-image.tmpl": "BLOCK",
+                    "datastore-iso.tmpl": "FILE"}
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_template_through_the_driver_xml_model(name):
     tmpl = template(name)
-    tm_conf = conf(load("oned.conf"), "TM_MAD_CONF")
-    stored = as_created(tmpl, tm_conf)
+    attrs = load("oned.conf")
+    stored = datastore_as_created(tmpl, conf(attrs, "TM_MAD_CONF"), conf(attrs, "DS_MAD_CONF"))
     ds_type = DS_TYPES[tmpl["TYPE"]]
     values = {"BRIDGE_LIST": None, "VG_NAME": None, "ALLOW_ORPHANS": None,
               "DISK_TYPE": None, "SHARED": None, **stored}
     doc = fo.datastore_doc(
         100 + TEMPLATES.index(name), name=tmpl["NAME"], type=ds_type,
         ds_mad=tmpl.get("DS_MAD", "-"), tm_mad=tmpl["TM_MAD"],
-        disk_type=DISK_TYPES[stored.get("DISK_TYPE", "FILE").upper()], template=values)
+        disk_type=kd.DISK_TYPE_IDS[kd.datastore_disk_type(stored)], template=values)
     fo.validate(doc)
     ds = parse_datastore(doc)
 
     assert ds.tm_mad == DRIVER
     assert ds.type == ds_type
-    assert stored["DISK_TYPE"] == "BLOCK", "every disk the driver links is an LV (or an .isox)"
+    assert stored["DISK_TYPE"] == STORED_DISK_TYPE[name], \
+        "disk.N links to an LV (BLOCK) or, for an .isox CD-ROM, to a file (FILE)"
     assert ds.ds_mad == ("-" if ds_type == 1 else DRIVER)
     assert ds.name == tmpl["NAME"]
     assert ds.bridge_list == tmpl["BRIDGE_LIST"].split()
@@ -329,9 +227,10 @@ def test_image_templates(name):
     tmpl = template(name)
     tm_conf = conf(load("oned.conf"), "TM_MAD_CONF")
     assert tmpl["TYPE"] == "IMAGE_DS"
-    # oned replaces an image datastore's DISK_TYPE with TM_MAD_CONF's at creation:
-    # a different value in the template would be silently lost
-    assert tmpl.get("DISK_TYPE", tm_conf["DISK_TYPE"]) == tm_conf["DISK_TYPE"]
+    # the template sets DISK_TYPE, and it must survive creation: a non-empty TM_MAD_CONF
+    # DISK_TYPE replaces an image datastore's (Datastore::set_tm_mad)
+    assert tmpl.get("DISK_TYPE") == STORED_DISK_TYPE[name]
+    assert datastore_as_created(tmpl, tm_conf)["DISK_TYPE"] == tmpl["DISK_TYPE"]
     restricted, safe = tmpl["RESTRICTED_DIRS"].split(), tmpl["SAFE_DIRS"].split()
     assert restricted == ["/"], "cp must refuse every path not under SAFE_DIRS"
     assert safe and all(os.path.isabs(d) for d in safe)
@@ -341,6 +240,68 @@ def test_image_templates(name):
             check_restricted(secret, restricted, safe)
     for allowed in ALLOWED[name]:
         check_restricted(allowed, restricted, safe)
+
+
+# --- what libvirt gets for each kind of disk ------------------------------------------
+
+VM_DIR = kd.vm_dir(0, 42)
+
+
+def _deployed_disks() -> dict[str, etree._Element]:
+    """Every kind of disk the driver links, as OpenNebula's KVM driver would hand it to
+    libvirt: the shipped oned.conf snippet and datastore templates through the stand-in
+    of oned (testkit/kvmdomain.py), one VM using them all."""
+    tm_conf, image_ds, iso_ds, system_ds = shipped_datastores()
+
+    def image_disk(image_id: int, tmpl: dict[str, str], datastore, source: str):
+        image = kd.image_as_registered(tmpl, datastore, source=source)
+        return kd.vm_disk({"IMAGE_ID": str(image_id)}, datastore, image=image)
+
+    iso = "/var/lib/one/isos/debian.isox"
+    disks = {
+        "OS image": ("OS", image_disk(5, {"PATH": "/var/tmp/debian.qcow2"}, image_ds,
+                                      "vg_one/lv-oneimg-5")),
+        "persistent image": ("DATABLOCK", image_disk(
+            6, {"TYPE": "DATABLOCK", "PERSISTENT": "YES", "PATH": "/var/tmp/data.raw"},
+            image_ds, "vg_one/lv-oneimg-6")),
+        "read-only datablock": ("DATABLOCK", image_disk(     # made by mkfs
+            7, {"TYPE": "DATABLOCK", "SIZE": "1024", "READONLY": "YES"}, image_ds,
+            "vg_one/lv-oneimg-7")),
+        "volatile fs": ("DATABLOCK", kd.vm_disk({"TYPE": "fs", "SIZE": "512"}, system_ds,
+                                                tm_mad_conf=tm_conf)),
+        "volatile swap": ("DATABLOCK", kd.vm_disk({"TYPE": "swap", "SIZE": "512"}, system_ds,
+                                                  tm_mad_conf=tm_conf)),
+        ".isox CD-ROM": ("CDROM", image_disk(9, {"TYPE": "CDROM", "PATH": iso}, iso_ds, iso)),
+    }
+    context: dict[str, str] = {}
+    kd.assign_ids_and_targets(list(disks.values()), context)
+    rendered = {kind: kd.render_disk(disk, VM_DIR) for kind, (_, disk) in disks.items()}
+    rendered["context CD-ROM"] = kd.render_context(context, VM_DIR, system_ds)
+    return rendered
+
+
+# kind: disk id, libvirt disk type and device, source attribute, read-only
+RENDERED = {
+    "OS image": (0, "block", "disk", "dev", False),
+    "persistent image": (1, "block", "disk", "dev", False),
+    "read-only datablock": (2, "block", "disk", "dev", True),
+    "volatile fs": (3, "block", "disk", "dev", False),
+    "volatile swap": (4, "block", "disk", "dev", False),
+    ".isox CD-ROM": (5, "file", "cdrom", "file", True),
+    "context CD-ROM": (6, "file", "cdrom", "file", True),
+}
+
+
+@pytest.mark.parametrize("kind", RENDERED)
+def test_rendered_disks_per_kind(kind):
+    disk_id, disk_type, device, source_attr, readonly = RENDERED[kind]
+    element = _deployed_disks()[kind]
+    shown = etree.tostring(element, encoding="unicode")
+    # disk.N links to an LV (a block device) or to a file (.isox, the context ISO)
+    assert (element.get("type"), element.get("device")) == (disk_type, device), shown
+    assert element.find("source").attrib == {source_attr: f"{VM_DIR}/disk.{disk_id}"}, shown
+    assert element.find("driver").get("type") == "raw", shown
+    assert (element.find("readonly") is not None) == readonly, shown
 
 
 # --- oned.conf (3.x layout) ----------------------------------------------------------

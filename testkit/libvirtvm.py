@@ -1,0 +1,127 @@
+"""A VM under libvirt in a lab guest, driven as OpenNebula's KVM driver drives it.
+
+Everything runs as `oneadmin` on the worker with `virsh -c qemu:///system`
+(polkit lets oneadmin manage libvirt: etc-polkit-1-rules-d/), the way
+OpenNebula's VMM scripts do: the deployment file is written into the VM
+directory on GFS2 and started with `virsh create`; a live migration is
+`virsh migrate --live DOM qemu+ssh://<dest>/system` run on the source host.
+
+The test VM has no OS.  What it sees of its disks is read and written from
+INSIDE its own qemu with the HMP command `qemu-io` (through `virsh
+qemu-monitor-command --hmp`), on the block node libvirt opened for the disk:
+those reads and writes go through the same open file descriptor, cache mode
+and block layer as a guest's I/O would, and a live migration must carry them.
+qemu-io prints its result into the domain's log, so each call reads the tail
+of /var/log/libvirt/qemu/<domain>.log (root-readable: read as root).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+class VmError(AssertionError):
+    pass
+
+
+# $1 domain, $2 disk source path, $3 qemu-io command.  `info block` lines look
+# like `libvirt-1-format: /var/lib/one/.../disk.0 (raw)`; the result line lands
+# in the log just after the monitor command returns.
+_QEMU_IO = r"""
+log=/var/log/libvirt/qemu/$1.log
+before=$(stat -c %s "$log") || exit 3
+node=$(virsh -q -c qemu:///system qemu-monitor-command --hmp "$1" 'info block' |
+       awk -v path="$2" '$2 == path { sub(/:$/, "", $1); print $1; exit }')
+[ -n "$node" ] || { echo "no block node for $2" >&2; exit 4; }
+virsh -q -c qemu:///system qemu-monitor-command --hmp "$1" "qemu-io $node \"$3\"" >/dev/null ||
+  exit 5
+i=0
+while [ $i -lt 100 ]; do
+  out=$(tail -c +$((before + 1)) "$log")
+  case "$out" in *" bytes"*|*ailed*|*rror*) printf '%s\n' "$out"; exit 0 ;; esac
+  sleep 0.1; i=$((i + 1))
+done
+echo "no qemu-io result in $log" >&2; exit 6
+"""
+
+
+@dataclass
+class LabVM:
+    lab: object               # lab.vmlab.Lab
+    name: str                 # libvirt domain name (OpenNebula: one-<vmid>)
+    host: str                 # the node it runs on (updated by migrate)
+
+    # -- virsh as oneadmin --------------------------------------------------------
+    def virsh(self, *args: str, host: str | None = None, check: bool = True,
+              timeout: float = 300):
+        result = self.lab.sh(host or self.host, 'exec virsh -q -c qemu:///system "$@"', *args,
+                             user="oneadmin", check=False, timeout=timeout)
+        if check and result.exit_status != 0:
+            raise VmError(f"virsh {' '.join(args)} on {host or self.host} failed "
+                          f"({result.exit_status}): {result.stderr.strip()}")
+        return result
+
+    def create(self, deployment_path: str, xml: str) -> None:
+        """Write the deployment file (on GFS2, as oneadmin) and `virsh create` it."""
+        self.lab.sh(self.host, 'umask 027 && cat > "$1"', deployment_path, user="oneadmin",
+                    stdin=xml.encode())
+        self.virsh("create", deployment_path)
+
+    def state(self, host: str | None = None) -> str:
+        result = self.virsh("domstate", self.name, host=host, check=False)
+        return result.stdout.strip() if result.exit_status == 0 else "absent"
+
+    def qemu_user(self) -> str:
+        """The user the domain's qemu process runs as on its host."""
+        pid = self.lab.sh(self.host, 'cat "/run/libvirt/qemu/$1.pid"', self.name).stdout.strip()
+        return self.lab.sh(self.host, 'ps -o user= -p "$1"', pid).stdout.strip()
+
+    def destroy(self, host: str | None = None) -> None:
+        if self.state(host) != "absent":
+            self.virsh("destroy", self.name, host=host)
+
+    # -- the VM's own view of its disks (qemu-io inside its qemu) -------------------
+    def hmp(self, command: str) -> str:
+        return self.virsh("qemu-monitor-command", "--hmp", self.name, command).stdout
+
+    def qemu_io(self, disk_path: str, command: str) -> str:
+        """Run one qemu-io command on the block node whose source is `disk_path`
+        (from HMP `info block`); its output, which qemu-io writes to the domain
+        log.  One remote script, as root: test instrumentation, not the VM's
+        management path (that stays oneadmin's)."""
+        result = self.lab.sh(self.host, _QEMU_IO, self.name, disk_path, command, check=False)
+        if result.exit_status != 0:
+            raise VmError(f"qemu-io {command!r} on {self.name} ({disk_path}) on {self.host}: "
+                          f"{(result.stderr or result.stdout).strip()}")
+        return result.stdout
+
+    def write(self, disk_path: str, offset: int, length: int, byte: int) -> None:
+        out = self.qemu_io(disk_path, f"write -P {byte:#04x} {offset} {length}")
+        if f"wrote {length}/{length} bytes" not in out:
+            raise VmError(f"{self.name}: write to {disk_path} failed: {out.strip()}")
+
+    def reads(self, disk_path: str, offset: int, length: int, byte: int) -> bool:
+        """Whether the VM reads `length` bytes of value `byte` at `offset`."""
+        out = self.qemu_io(disk_path, f"read -P {byte:#04x} {offset} {length}")
+        if "Pattern verification failed" in out:
+            return False
+        if f"read {length}/{length} bytes" not in out:
+            raise VmError(f"{self.name}: read of {disk_path} failed: {out.strip()}")
+        return True
+
+    def dump(self, disk_path: str, offset: int, length: int) -> str:
+        """qemu-io's hex and ASCII dump of `length` bytes at `offset`."""
+        out = self.qemu_io(disk_path, f"read -v {offset} {length}")
+        if f"read {length}/{length} bytes" not in out:
+            raise VmError(f"{self.name}: read of {disk_path} failed: {out.strip()}")
+        return out
+
+    # -- live migration, as OpenNebula's VMM `migrate` ------------------------------
+    def migrate(self, destination: str, timeout: float = 600) -> float:
+        """`virsh migrate --live` to `destination` over qemu+ssh as oneadmin;
+        the seconds it took."""
+        started = time.monotonic()
+        self.virsh("migrate", "--live", self.name, f"qemu+ssh://{destination}/system",
+                   timeout=timeout)
+        self.host = destination
+        return time.monotonic() - started

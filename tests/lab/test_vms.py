@@ -1,0 +1,179 @@
+"""Real VMs on the driver's disks: libvirt + qemu as oneadmin in the lab guests.
+
+The disks are made by the installed TM actions, as oned orders them; the
+domain is what OpenNebula's KVM driver writes for them (testkit/kvmdomain.py,
+from the shipped oned.conf and datastore templates), started with virsh as
+oneadmin; the VM reads and writes its disks from inside its own qemu
+(testkit/libvirtvm.py).  Disks 0 and 1 carry SHAREABLE=YES (OpenNebula's own
+disk attribute, rendered as <shareable/>): qemu-io may then write through the
+block node the VM's device holds.  Nothing else differs from OpenNebula's
+deployment file.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from lab.vmlab import VG
+from one_gfs2clvm.errors import LockContention
+from testkit import kvmdomain as kd
+from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd
+from testkit.libvirtvm import LabVM, VmError
+from testkit.onetemplate import shipped_datastores
+
+IMAGE, ISO_IMAGE = 600, 601
+IMAGE_BYTE, ISO_BYTE = 0x5A, 0xC5
+ISO = "/var/lib/one/isos/lab-601.isox"
+VM_MEMORY_MIB = 32
+
+
+@pytest.fixture(scope="module")
+def fe(lab, tmp_path_factory):
+    frontend = FrontEnd(lab, tmp_path_factory.mktemp("frontend"))
+    frontend.make_image_lv(IMAGE, 16, bytes([IMAGE_BYTE]) * (4 * MiB))
+    frontend.image(IMAGE, size=16)
+    # an .isox CD-ROM image: a file on GFS2, linked as it is (no LV)
+    lab.sh(lab.node_names[0], 'mkdir -p "$(dirname "$1")" && head -c 2097152 /dev/zero | '
+                              'tr "\\000" "\\305" > "$1"', ISO, user="oneadmin")
+    yield frontend
+    frontend.close()
+
+
+@pytest.fixture
+def vms(lab, vm_ids):
+    """LabVMs a test started; destroyed (on every node) before vm_ids removes
+    their disks."""
+    started: list[LabVM] = []
+    yield started
+    for vm in started:
+        for node in lab.node_names:
+            vm.destroy(host=node)
+
+
+def deployment(vm_id: int) -> str:
+    """The domain OpenNebula's KVM driver would write for the VM deploy() makes:
+    disk 0 a clone of image 600, disk 1 a volatile fs disk, disk 2 the .isox
+    CD-ROM, then the context CD-ROM (disk 3)."""
+    tm_conf, image_ds, iso_ds, system_ds = shipped_datastores()
+    shared = {"SHAREABLE": "YES"}
+    image = kd.image_as_registered({"PATH": "/var/tmp/lab.raw"}, image_ds,
+                                   source=f"{VG}/lv-oneimg-{IMAGE}")
+    iso = kd.image_as_registered({"TYPE": "CDROM", "PATH": ISO}, iso_ds, source=ISO)
+    disks = [("OS", kd.vm_disk({"IMAGE_ID": str(IMAGE), **shared}, image_ds, image=image)),
+             ("DATABLOCK", kd.vm_disk({"TYPE": "fs", "SIZE": "16", **shared}, system_ds,
+                                      tm_mad_conf=tm_conf)),
+             ("CDROM", kd.vm_disk({"IMAGE_ID": str(ISO_IMAGE)}, iso_ds, image=iso))]
+    context: dict[str, str] = {}
+    kd.assign_ids_and_targets(disks, context)
+    vm_dir = kd.vm_dir(SYSTEM_DS, vm_id)
+    elements = [kd.render_disk(disk, vm_dir) for _, disk in disks]
+    elements.append(kd.render_context(context, vm_dir, system_ds))
+    return kd.domain_xml(f"one-{vm_id}", VM_MEMORY_MIB, elements)
+
+
+def prolog(fe: FrontEnd, vm_id: int, host: str, tmp_path) -> None:
+    """The VM's disks through the installed TM actions, in oned's order: clone,
+    mkimage, clone of the .isox, context."""
+    fe.vm(vm_id, [{"image_id": IMAGE, "size": 16}, {"type": "fs", "fs": "ext4", "size": 16},
+                  {"image_id": ISO_IMAGE, "type": "CDROM", "disk_type": "FILE", "source": ISO,
+                   "clone": False, "readonly": True}], host=host)
+    fe.tm("clone", f"{FE}:{VG}/lv-oneimg-{IMAGE}", f"{host}:{fe.disk_path(vm_id, 0)}", vm_id,
+          IMAGE_DS)
+    fe.tm("mkimage", 16, "raw", f"{host}:{fe.disk_path(vm_id, 1)}", vm_id, SYSTEM_DS)
+    fe.tm("clone", f"{FE}:{ISO}", f"{host}:{fe.disk_path(vm_id, 2)}", vm_id, IMAGE_DS)
+    context = tmp_path / f"context-{vm_id}.sh"
+    context.write_text(f"HOSTNAME='vm-{vm_id}'\n")
+    fe.tm("context", str(context), f"{host}:{fe.disk_path(vm_id, 3)}", vm_id, SYSTEM_DS)
+
+
+def start(fe: FrontEnd, lab, vm_id: int, host: str) -> LabVM:
+    """The VMM's deploy: the deployment file in the VM directory, `virsh create`
+    as oneadmin."""
+    vm = LabVM(lab, f"one-{vm_id}", host)
+    vm.create(f"{fe.sysdir(vm_id)}/deployment.0", deployment(vm_id))
+    return vm
+
+
+def sudo_runs(lab, node: str) -> int:
+    return int(lab.sh(node, "journalctl -q --no-pager -t sudo | wc -l").stdout)
+
+
+EXT4_MAGIC = "53 ef"            # s_magic, 1080 bytes into an ext4 filesystem
+
+
+def test_deployed_vm_runs_as_oneadmin_and_reads_its_disks(fe, lab, vm_ids, vms, tmp_path):
+    """Scenario 1: the VM's qemu runs as oneadmin, sees the image's bytes on
+    disk.0, the volatile disk's fresh ext4 on disk.1, the ISO's bytes on its
+    CD-ROM and an ISO 9660 context CD-ROM; starting and using it runs no sudo."""
+    vm_ids.append(7601)
+    node = lab.node_names[0]
+    prolog(fe, 7601, node, tmp_path)
+    sudo_before = sudo_runs(lab, node)
+    vm = start(fe, lab, 7601, node)
+    vms.append(vm)
+    assert vm.state() == "running"
+    assert vm.qemu_user() == "oneadmin"
+    disk = lambda n: fe.disk_path(7601, n)
+    assert vm.reads(disk(0), 0, 4 * MiB, IMAGE_BYTE)
+    assert not vm.reads(disk(2), 0, 2 * MiB, IMAGE_BYTE)     # the check can fail
+    assert vm.reads(disk(2), 0, 2 * MiB, ISO_BYTE)
+    assert EXT4_MAGIC in vm.dump(disk(1), 1080, 2)
+    assert "CD001" in vm.dump(disk(3), 32768, 16)             # ISO 9660 volume descriptor
+    vm.write(disk(0), 8 * MiB, MiB, 0x42)
+    assert vm.reads(disk(0), 8 * MiB, MiB, 0x42)
+    assert sudo_runs(lab, node) == sudo_before
+
+
+def test_live_migration_carries_a_running_vms_writes(fe, lab, vm_ids, vms, tmp_path):
+    """Scenario 2: premigrate -> `virsh migrate --live` (oneadmin, qemu+ssh over
+    the lab network) -> postmigrate, as OpenNebula's VMM orders them, while the
+    VM writes before, during and after.  Afterwards disk.0 is exclusive on the
+    destination only, the VM there reads every write, the source qemu is gone
+    and the source cannot take the disk back."""
+    vm_ids.append(7602)
+    src, dst = lab.node_names[0], lab.node_names[1]
+    prolog(fe, 7602, src, tmp_path)
+    vm = start(fe, lab, 7602, src)
+    vms.append(vm)
+    disk0, lv = fe.disk_path(7602, 0), "lv-one-7602-0"
+    vm.write(disk0, 1 * MiB, MiB, 0x11)                       # before
+    on_source = LabVM(lab, vm.name, src)                      # writes while migrating
+    stdin, args = fe.vm_xml_b64(7602), (src, dst, fe.sysdir(7602), 7602, SYSTEM_DS)
+    fe.tm("premigrate", *args, stdin=stdin)
+    assert sorted(fe.active_on(lv)) == sorted([src, dst])
+    outcome: dict = {}
+
+    def migrate():
+        try:
+            outcome["seconds"] = vm.migrate(dst)
+        except Exception as exc:            # reported below, in the test's thread
+            outcome["error"] = exc
+    mover = threading.Thread(target=migrate)
+    mover.start()
+    during = []
+    while mover.is_alive() and len(during) < 64:
+        offset = 4 * MiB + len(during) * 64 * 1024
+        try:
+            on_source.write(disk0, offset, 64 * 1024, 0x22)
+        except VmError:                     # the source handed over: no more writes
+            break
+        during.append(offset)
+    mover.join()
+    assert "error" not in outcome, outcome.get("error")
+    fe.tm("postmigrate", *args, stdin=stdin)
+    assert during, "no write landed while the migration ran"
+    assert vm.host == dst and vm.state() == "running"
+    assert on_source.state() == "absent"                      # the source qemu is gone
+    assert fe.active_on(lv) == [dst]
+    assert fe.lv(lv).tags == (f"one-use=7602:0:{dst}",)
+    with pytest.raises(LockContention):
+        fe.cluster.lvm(src).activate(VG, lv, "exclusive")
+    vm.write(disk0, 6 * MiB, MiB, 0x33)                       # after
+    assert vm.reads(disk0, 0, MiB, IMAGE_BYTE)
+    assert vm.reads(disk0, 1 * MiB, MiB, 0x11)
+    assert all(vm.reads(disk0, offset, 64 * 1024, 0x22) for offset in during)
+    assert vm.reads(disk0, 6 * MiB, MiB, 0x33)
+    print(f"live migration: {outcome['seconds']:.1f} s in virsh migrate, "
+          f"{len(during)} writes during it")
