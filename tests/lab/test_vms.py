@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from lxml import etree
 
 from lab.vmlab import VG
 from one_gfs2clvm.errors import LockContention
@@ -177,3 +178,87 @@ def test_live_migration_carries_a_running_vms_writes(fe, lab, vm_ids, vms, tmp_p
     assert vm.reads(disk0, 6 * MiB, MiB, 0x33)
     print(f"live migration: {outcome['seconds']:.1f} s in virsh migrate, "
           f"{len(during)} writes during it")
+
+
+def test_failed_live_migration_leaves_the_vm_running_on_the_source(fe, lab, vm_ids, vms,
+                                                                   tmp_path):
+    """Scenario 3: the destination refuses the migration (a domain of that name
+    is already defined there), so OpenNebula runs failmigrate: the VM keeps
+    running on the source with its disk exclusive there and writable, nothing
+    is active on the destination."""
+    vm_ids.append(7603)
+    src, dst = lab.node_names[0], lab.node_names[2]
+    prolog(fe, 7603, src, tmp_path)
+    vm = start(fe, lab, 7603, src)
+    vms.append(vm)
+    disk0, lv = fe.disk_path(7603, 0), "lv-one-7603-0"
+    squatter = LabVM(lab, vm.name, dst)
+    lab.sh(dst, 'cat > /tmp/squatter.xml', user="oneadmin",
+           stdin=kd.domain_xml(vm.name, VM_MEMORY_MIB, []).encode())
+    squatter.virsh("define", "/tmp/squatter.xml")
+    try:
+        stdin, args = fe.vm_xml_b64(7603), (src, dst, fe.sysdir(7603), 7603, SYSTEM_DS)
+        fe.tm("premigrate", *args, stdin=stdin)
+        with pytest.raises(VmError, match="already exists"):
+            vm.migrate(dst)
+        fe.tm("failmigrate", *args, stdin=stdin)
+    finally:
+        squatter.virsh("undefine", vm.name)
+    assert vm.host == src and vm.state() == "running"
+    assert fe.active_on(lv) == [src]
+    assert fe.lv(lv).tags == (f"one-use=7603:0:{src}",)
+    with pytest.raises(LockContention):                       # exclusive again on src
+        fe.cluster.lvm(dst).activate(VG, lv, "shared")
+    vm.write(disk0, 2 * MiB, MiB, 0x44)
+    assert vm.reads(disk0, 2 * MiB, MiB, 0x44) and vm.reads(disk0, 0, MiB, IMAGE_BYTE)
+
+
+def test_a_second_vm_elsewhere_cannot_open_a_running_vms_disk(fe, lab, vm_ids, vms,
+                                                              tmp_path):
+    """Scenario 6: with VM 7604 running on node1, a second VM on node2 whose
+    deployment names the same disk cannot start: lvmlockd refuses to activate
+    the LV there (exclusive or shared), so libvirt finds no device; the first
+    VM keeps its disk."""
+    vm_ids += [7604, 7605]
+    first, second = lab.node_names[0], lab.node_names[1]
+    prolog(fe, 7604, first, tmp_path)
+    vms.append(start(fe, lab, 7604, first))
+    lv = "lv-one-7604-0"
+    for intent in ("exclusive", "shared"):
+        with pytest.raises(LockContention):
+            fe.cluster.lvm(second).activate(VG, lv, intent)
+    intruder = LabVM(lab, "one-7605", second)
+    vms.append(intruder)
+    disk = etree.fromstring(
+        f"<disk type='block' device='disk'><source dev='/dev/{VG}/{lv}'/>"
+        f"<target dev='sda'/><driver name='qemu' type='raw' cache='none'/></disk>")
+    lab.sh(second, 'mkdir -p "$1"', fe.sysdir(7605), user="oneadmin")
+    with pytest.raises(VmError, match=lv):
+        intruder.create(f"{fe.sysdir(7605)}/deployment.0",
+                        kd.domain_xml("one-7605", VM_MEMORY_MIB, [disk]))
+    assert intruder.state() == "absent"
+    assert fe.active_on(lv) == [first]
+
+
+def test_worker_libvirt_settings_come_from_the_installer(lab):
+    """The installer's worker files at work: qemu.conf has exactly our keys set
+    beside Debian's commented defaults, and oneadmin (in no libvirt group)
+    manages qemu:///system because of the shipped polkit rule -- without it,
+    polkit refuses."""
+    node = lab.node_names[2]
+    conf = lab.sh(node, "cat /etc/libvirt/qemu.conf").stdout.splitlines()
+    active = [line for line in conf if line.strip() and not line.startswith("#")]
+    assert active == ['user = "oneadmin"', 'group = "oneadmin"', "dynamic_ownership = 0"]
+    assert conf[conf.index('user = "oneadmin"') - 1].startswith("#user = ")
+    assert "libvirt" not in lab.sh(node, "id -nG oneadmin").stdout.split()
+    rule = "/etc/polkit-1/rules.d/50-one-gfs2clvm-libvirt.rules"
+    list_vms = 'virsh -c qemu:///system list --all >/dev/null 2>&1; echo $?'
+    assert lab.sh(node, list_vms, user="oneadmin").stdout.strip() == "0"
+    lab.sh(node, 'mv "$1" /root/held.rules', rule)
+    try:
+        refused = lab.sh(node, 'sleep 1; virsh -c qemu:///system list 2>&1; true',
+                         user="oneadmin").stdout
+    finally:
+        lab.sh(node, 'mv /root/held.rules "$1" && sleep 1', rule)
+    assert "org.libvirt.unix.manage" in refused
+    assert lab.sh(node, list_vms, user="oneadmin").stdout.strip() == "0"
