@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.peer import Peer
-from lab.vmlab import PROJECT, VG, kvm_usable, lab_session
+from lab.vmlab import PROJECT, VG, guest_memory_mib, kvm_usable, lab_session
 from one_gfs2clvm.errors import ConfigError
 from one_gfs2clvm.remote import TRACE_ENV
 from testkit.fakeoned import datastore_doc, driver_action_b64
@@ -406,7 +406,7 @@ def machine_facts(lab) -> dict:
             "python": platform.python_version(), "revision": revision,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "accel": accel, "guest": f"{lab.nodes} guests, 1 vCPU ({guest_cpu}), "
-                                     f"{os.environ.get('LAB_MEM', '1024')} MiB each",
+                                     f"{guest_memory_mib()} MiB each",
             "load": "%.2f %.2f %.2f" % os.getloadavg()}
 
 

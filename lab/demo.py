@@ -1,7 +1,10 @@
-"""The main job: boot the lab on first use and drive a VM disk's whole life
-through the driver's installed datastore and TM actions, as OpenNebula would
-call them: import (qcow2 upload), deploy, live migrate, stop, resume elsewhere,
-saveas, terminate, image delete.
+"""The main job: boot the lab on first use and drive a VM's whole life through
+the driver's installed datastore and TM actions and a real VM under libvirt,
+as OpenNebula would call them: import (qcow2 upload), deploy (the disks, then
+`virsh create` as oneadmin), live migrate (premigrate, `virsh migrate --live`,
+postmigrate), stop (virsh save, mv), resume elsewhere (mv, virsh restore),
+saveas, terminate, image delete.  The VM reads and writes its disks from
+inside its own qemu (testkit/libvirtvm.py) and the table says what it saw.
 
 This host plays the front-end: the driver is installed with its own
 installer into a scratch root, oned is the test suite's schema-validated
@@ -61,6 +64,7 @@ def image_bytes_ok(fe, node, image, data, digest) -> bool:
 
 def main(keep: bool = False) -> int:
     from testkit.frontend import FE, IMAGE_DS, SYSTEM_DS, FrontEnd, digest, pattern
+    from testkit.libvirtvm import LabVM, deployment_xml
     steps = Steps()
     nodes = int(os.environ.get("LAB_NODES", "3"))
     lock = os.environ.get("LAB_LOCK", "dlm")
@@ -71,13 +75,18 @@ def main(keep: bool = False) -> int:
         a, b, c = names[0], names[1 % len(names)], names[2 % len(names)]
         fe = FrontEnd(lab, Path(stack.enter_context(tempfile.TemporaryDirectory())))
         stack.callback(fe.close)
-        image_data, vm_data = pattern(4242, 16 * MiB), pattern(4343, 8 * MiB)
+        image_data, vm_data = pattern(4242, 16 * MiB), bytes([0x42]) * (8 * MiB)
         disk0, disk1 = f"lv-one-{VM}-0", f"lv-one-{VM}-1"
 
         def where(lv):
             return lambda _: f"{lv} active on {fe.active_on(lv) or 'no node'}"
 
+        vm = LabVM(lab, f"one-{VM}", a)
+        disk_0 = fe.disk_path(VM, 0)
+
         def clean():
+            for node in names:
+                vm.destroy(host=node)
             fe.cleanup_vms([VM])
             for image in (IMAGE, SAVED):
                 fe.ds("rm", image, source=f"{VG}/lv-oneimg-{image}")
@@ -111,31 +120,49 @@ def main(keep: bool = False) -> int:
                   lambda: fe.tm("context", str(context), f"{a}:{fe.disk_path(VM, 2)}", VM,
                                 SYSTEM_DS),
                   lambda _: f"ISO present: {fe.exists(fe.disk_path(VM, 2))}")
-        steps.run(f"the VM writes 8 MiB on {a}", lambda: fe.write(a, disk0, vm_data))
+        steps.run(f"start the VM on {a}: virsh create as oneadmin",
+                  lambda: vm.create(f"{fe.sysdir(VM)}/deployment.0", deployment_xml(VM, [
+                      {"image": IMAGE, "source": f"{VG}/lv-oneimg-{IMAGE}", "shareable": True},
+                      {"volatile": 16}])),
+                  lambda _: f"qemu runs as {vm.qemu_user()}; the VM reads the image's first "
+                            f"bytes: {vm.read_bytes(disk_0, 0, 16) == image_data[:16]}")
+        steps.run("the VM writes 8 MiB (qemu-io inside its qemu)",
+                  lambda: vm.write(disk_0, 0, len(vm_data), 0x42),
+                  lambda _: f"on the LV: {fe.sha(a, disk0, len(vm_data)) == digest(vm_data)}")
 
         migrate = (a, b, fe.sysdir(VM), VM, SYSTEM_DS)
         stdin = fe.vm_xml_b64(VM)
         steps.run(f"live migrate {a} -> {b}: premigrate",
                   lambda: fe.tm("premigrate", *migrate, stdin=stdin),
                   lambda _: f"{disk0} shared on {sorted(fe.active_on(disk0))}")
+        steps.run(f"live migrate {a} -> {b}: virsh migrate --live (qemu+ssh, oneadmin)",
+                  lambda: vm.migrate(b),
+                  lambda _: f"VM {vm.state()} on {vm.host}, gone from {a}: "
+                            f"{LabVM(lab, vm.name, a).state() == 'absent'}")
         steps.run(f"live migrate {a} -> {b}: postmigrate",
-                  lambda: fe.tm("postmigrate", *migrate, stdin=stdin), where(disk0))
+                  lambda: fe.tm("postmigrate", *migrate, stdin=stdin),
+                  lambda _: f"{where(disk0)(_)}; the VM reads its 8 MiB: "
+                            f"{vm.reads(disk_0, 0, len(vm_data), 0x42)}")
+        checkpoint = f"{fe.sysdir(VM)}/checkpoint"
 
         def stop():
+            vm.save(checkpoint)
             for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS)):
                 fe.tm("mv", f"{b}:{fe.disk_path(VM, disk_id)}", f"{FE}:{fe.disk_path(VM, disk_id)}",
                       VM, ds)
             fe.tm("mv", f"{b}:{fe.sysdir(VM)}", f"{FE}:{fe.sysdir(VM)}", VM, SYSTEM_DS)
-        steps.run(f"stop on {b} (mv x3)", stop, where(disk0))
+        steps.run(f"stop on {b} (virsh save to the checkpoint, mv x3)", stop, where(disk0))
 
         def resume():
             for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS)):
                 fe.tm("mv", f"{FE}:{fe.disk_path(VM, disk_id)}", f"{c}:{fe.disk_path(VM, disk_id)}",
                       VM, ds)
             fe.tm("mv", f"{FE}:{fe.sysdir(VM)}", f"{c}:{fe.sysdir(VM)}", VM, SYSTEM_DS)
-        steps.run(f"resume on {c} (mv x3)", resume,
-                  lambda _: f"{where(disk0)(_)}; VM data identical: "
-                            f"{fe.sha(c, disk0, len(vm_data)) == digest(vm_data)}")
+            vm.host = c
+            vm.restore(checkpoint)
+        steps.run(f"resume on {c} (mv x3, virsh restore)", resume,
+                  lambda _: f"{where(disk0)(_)}; VM {vm.state()}, reads its 8 MiB: "
+                            f"{vm.reads(disk_0, 0, len(vm_data), 0x42)}")
         steps.run(f"saveas: allocate image {SAVED} (datastore mkfs FORMAT=save_as)",
                   lambda: fe.ds("mkfs", SAVED, size=8, format="save_as"),
                   lambda r: r.stdout.strip())
@@ -145,11 +172,12 @@ def main(keep: bool = False) -> int:
                   lambda _: f"saved image {fe.lv(f'lv-oneimg-{SAVED}').size_bytes // MiB} MiB")
 
         def terminate():
+            vm.destroy()
             fe.tm("delete", f"{c}:{fe.disk_path(VM, 0)}", VM, IMAGE_DS)
             fe.tm("delete", f"{c}:{fe.disk_path(VM, 1)}", VM, SYSTEM_DS)
             fe.tm("delete", f"{c}:{fe.disk_path(VM, 2)}", VM, SYSTEM_DS)
             fe.tm("delete", f"{c}:{fe.sysdir(VM)}", VM, SYSTEM_DS)
-        steps.run(f"terminate on {c} (delete x4)", terminate,
+        steps.run(f"terminate on {c} (virsh destroy, delete x4)", terminate,
                   lambda _: f"VM LVs left: {[n for n in (disk0, disk1) if fe.lv(n)]}; "
                             f"dir left: {fe.exists(fe.sysdir(VM))}")
 

@@ -48,6 +48,7 @@ GFS2_LV = "gfs2_one"          # outside the driver's LV patterns on purpose
 GFS2_MOUNT = "/var/lib/one"
 HELPER_PATH = "/usr/sbin/one-gfs2clvm-helper"
 LOCK_MODES = ("dlm", "sanlock", "none")
+GUEST_MEMORY_MIB = 1536       # libvirt + a test VM fit beside the cluster stack
 CLUSTER_NET = "192.168.77"    # node N is .10+N on the hub (lab/guest/lab-setup sets it)
 
 
@@ -96,6 +97,11 @@ def ensure_image() -> Path:
 
 
 # ---------------------------------------------------------------- processes
+
+def guest_memory_mib() -> str:
+    """MiB per guest: LAB_MEM, else GUEST_MEMORY_MIB."""
+    return os.environ.get("LAB_MEM", str(GUEST_MEMORY_MIB))
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -316,7 +322,7 @@ class Lab:
                   f"lab.id={i} lab.n={self.nodes} lab.lock={self.lock}")
         return [
             "qemu-system-x86_64", "-name", node.name, *accel,
-            "-smp", "1", "-m", os.environ.get("LAB_MEM", "1536"), "-display", "none",
+            "-smp", "1", "-m", guest_memory_mib(), "-display", "none",
             "-serial", f"file:{run}/{node.name}.console", "-daemonize",
             "-pidfile", f"{run}/{node.name}.pid", "-no-reboot",
             "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),

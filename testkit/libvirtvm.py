@@ -20,6 +20,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from testkit import kvmdomain as kd
+from testkit.onetemplate import shipped_datastores
+
 class VmError(AssertionError):
     pass
 
@@ -71,10 +74,37 @@ class LabVM:
         result = self.virsh("domstate", self.name, host=host, check=False)
         return result.stdout.strip() if result.exit_status == 0 else "absent"
 
+    def sources(self) -> list[str]:
+        """The source path of each disk the running domain has (domblklist)."""
+        lines = self.virsh("domblklist", self.name).stdout.splitlines()
+        return [line.split(None, 1)[1].strip() for line in lines if len(line.split()) > 1]
+
     def qemu_user(self) -> str:
         """The user the domain's qemu process runs as on its host."""
         pid = self.lab.sh(self.host, 'cat "/run/libvirt/qemu/$1.pid"', self.name).stdout.strip()
         return self.lab.sh(self.host, 'ps -o user= -p "$1"', pid).stdout.strip()
+
+    def save(self, checkpoint: str) -> None:
+        """OpenNebula's VMM save (suspend, stop): the memory to the checkpoint
+        file in the VM directory on GFS2; the domain is gone afterwards."""
+        self.virsh("save", self.name, checkpoint)
+
+    def restore(self, checkpoint: str) -> None:
+        """OpenNebula's VMM restore, on this LabVM's host."""
+        self.virsh("restore", checkpoint)
+
+    def attach(self, xml_path: str, xml: str) -> None:
+        """OpenNebula's VMM attach_disk: the <disk> to a file, `virsh attach-device`."""
+        self.lab.sh(self.host, 'cat > "$1"', xml_path, user="oneadmin", stdin=xml.encode())
+        self.virsh("attach-device", self.name, xml_path)
+
+    def detach(self, xml_path: str) -> None:
+        """OpenNebula's VMM detach_disk, with the file attach() wrote."""
+        self.virsh("detach-device", self.name, xml_path)
+
+    def blockresize(self, target: str, size_mib: int) -> None:
+        """OpenNebula's VMM resize_disk."""
+        self.virsh("blockresize", self.name, target, f"{size_mib}M")
 
     def destroy(self, host: str | None = None) -> None:
         if self.state(host) != "absent":
@@ -116,6 +146,16 @@ class LabVM:
             raise VmError(f"{self.name}: read of {disk_path} failed: {out.strip()}")
         return out
 
+    def read_bytes(self, disk_path: str, offset: int, length: int) -> bytes:
+        """The bytes the VM reads, from qemu-io's hex dump (small lengths)."""
+        dump = self.dump(disk_path, offset, length)
+        found = bytearray()
+        for line in dump.splitlines():
+            head, colon, rest = line.partition(":")
+            if colon and len(head) == 8 and all(ch in "0123456789abcdef" for ch in head):
+                found += bytes.fromhex(rest[2:50])     # "  " + 16 x "xx ", then ASCII
+        return bytes(found[:length])
+
     # -- live migration, as OpenNebula's VMM `migrate` ------------------------------
     def migrate(self, destination: str, timeout: float = 600) -> float:
         """`virsh migrate --live` to `destination` over qemu+ssh as oneadmin;
@@ -125,3 +165,40 @@ class LabVM:
                    timeout=timeout)
         self.host = destination
         return time.monotonic() - started
+
+
+def deployment_xml(vm_id: int, disks: list[dict], memory_mib: int = 32,
+                   system_ds: int = 0) -> str:
+    """The deployment file OpenNebula's KVM driver writes for VM `vm_id`, built
+    with the stand-in of oned (testkit/kvmdomain.py) from the shipped oned.conf
+    and datastore templates.  `disks`, in DISK_ID order, each one of
+      {"image": ID, "source": "vg/lv"}      an image of the image datastore
+      {"volatile": SIZE_MB}                  a volatile fs disk (system datastore)
+      {"isox": ID, "path": FILE}             a CD-ROM image of the ISO datastore
+    with optional "shareable": True (OpenNebula's SHAREABLE=YES, <shareable/>);
+    the context CD-ROM comes last."""
+    tm_conf, image_ds, iso_ds, system = shipped_datastores()
+    rendered = []
+    for spec in disks:
+        extra = {"SHAREABLE": "YES"} if spec.get("shareable") else {}
+        if "image" in spec:
+            image = kd.image_as_registered({"PATH": "/var/tmp/upload"}, image_ds,
+                                           source=spec["source"])
+            disk = kd.vm_disk({"IMAGE_ID": str(spec["image"]), **extra}, image_ds, image=image)
+            rendered.append(("OS" if not rendered else "DATABLOCK", disk))
+        elif "volatile" in spec:
+            rendered.append(("DATABLOCK", kd.vm_disk(
+                {"TYPE": "fs", "SIZE": str(spec["volatile"]), **extra}, system,
+                tm_mad_conf=tm_conf)))
+        else:
+            iso = kd.image_as_registered({"TYPE": "CDROM", "PATH": spec["path"]}, iso_ds,
+                                         source=spec["path"])
+            rendered.append(("CDROM", kd.vm_disk({"IMAGE_ID": str(spec["isox"])}, iso_ds,
+                                                 image=iso)))
+    context: dict[str, str] = {}
+    kd.assign_ids_and_targets(rendered, context)
+    vm_dir = kd.vm_dir(system_ds, vm_id)
+    elements = [kd.render_disk(disk, vm_dir) for _, disk in rendered]
+    elements.append(kd.render_context(context, vm_dir, system))
+    return kd.domain_xml(f"one-{vm_id}", memory_mib, elements)
+

@@ -21,7 +21,7 @@ from lab.vmlab import VG
 from one_gfs2clvm.errors import LockContention
 from testkit import kvmdomain as kd
 from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd
-from testkit.libvirtvm import LabVM, VmError
+from testkit.libvirtvm import LabVM, VmError, deployment_xml
 from testkit.onetemplate import shipped_datastores
 
 IMAGE, ISO_IMAGE = 600, 601
@@ -54,24 +54,13 @@ def vms(lab, vm_ids):
 
 
 def deployment(vm_id: int) -> str:
-    """The domain OpenNebula's KVM driver would write for the VM deploy() makes:
+    """The domain OpenNebula's KVM driver would write for the VM prolog() makes:
     disk 0 a clone of image 600, disk 1 a volatile fs disk, disk 2 the .isox
     CD-ROM, then the context CD-ROM (disk 3)."""
-    tm_conf, image_ds, iso_ds, system_ds = shipped_datastores()
-    shared = {"SHAREABLE": "YES"}
-    image = kd.image_as_registered({"PATH": "/var/tmp/lab.raw"}, image_ds,
-                                   source=f"{VG}/lv-oneimg-{IMAGE}")
-    iso = kd.image_as_registered({"TYPE": "CDROM", "PATH": ISO}, iso_ds, source=ISO)
-    disks = [("OS", kd.vm_disk({"IMAGE_ID": str(IMAGE), **shared}, image_ds, image=image)),
-             ("DATABLOCK", kd.vm_disk({"TYPE": "fs", "SIZE": "16", **shared}, system_ds,
-                                      tm_mad_conf=tm_conf)),
-             ("CDROM", kd.vm_disk({"IMAGE_ID": str(ISO_IMAGE)}, iso_ds, image=iso))]
-    context: dict[str, str] = {}
-    kd.assign_ids_and_targets(disks, context)
-    vm_dir = kd.vm_dir(SYSTEM_DS, vm_id)
-    elements = [kd.render_disk(disk, vm_dir) for _, disk in disks]
-    elements.append(kd.render_context(context, vm_dir, system_ds))
-    return kd.domain_xml(f"one-{vm_id}", VM_MEMORY_MIB, elements)
+    return deployment_xml(vm_id, [
+        {"image": IMAGE, "source": f"{VG}/lv-oneimg-{IMAGE}", "shareable": True},
+        {"volatile": 16, "shareable": True}, {"isox": ISO_IMAGE, "path": ISO}],
+        memory_mib=VM_MEMORY_MIB)
 
 
 def prolog(fe: FrontEnd, vm_id: int, host: str, tmp_path) -> None:
@@ -94,6 +83,16 @@ def start(fe: FrontEnd, lab, vm_id: int, host: str) -> LabVM:
     as oneadmin."""
     vm = LabVM(lab, f"one-{vm_id}", host)
     vm.create(f"{fe.sysdir(vm_id)}/deployment.0", deployment(vm_id))
+    return vm
+
+
+def running_vm(fe: FrontEnd, lab, vm_ids: list, vms: list, vm_id: int, host: str,
+               tmp_path) -> LabVM:
+    """VM `vm_id` deployed (prolog) and started on `host`, cleaned up after the test."""
+    vm_ids.append(vm_id)
+    prolog(fe, vm_id, host, tmp_path)
+    vm = start(fe, lab, vm_id, host)
+    vms.append(vm)
     return vm
 
 
@@ -133,11 +132,8 @@ def test_live_migration_carries_a_running_vms_writes(fe, lab, vm_ids, vms, tmp_p
     VM writes before, during and after.  Afterwards disk.0 is exclusive on the
     destination only, the VM there reads every write, the source qemu is gone
     and the source cannot take the disk back."""
-    vm_ids.append(7602)
     src, dst = lab.node_names[0], lab.node_names[1]
-    prolog(fe, 7602, src, tmp_path)
-    vm = start(fe, lab, 7602, src)
-    vms.append(vm)
+    vm = running_vm(fe, lab, vm_ids, vms, 7602, src, tmp_path)
     disk0, lv = fe.disk_path(7602, 0), "lv-one-7602-0"
     vm.write(disk0, 1 * MiB, MiB, 0x11)                       # before
     on_source = LabVM(lab, vm.name, src)                      # writes while migrating
@@ -186,11 +182,8 @@ def test_failed_live_migration_leaves_the_vm_running_on_the_source(fe, lab, vm_i
     is already defined there), so OpenNebula runs failmigrate: the VM keeps
     running on the source with its disk exclusive there and writable, nothing
     is active on the destination."""
-    vm_ids.append(7603)
     src, dst = lab.node_names[0], lab.node_names[2]
-    prolog(fe, 7603, src, tmp_path)
-    vm = start(fe, lab, 7603, src)
-    vms.append(vm)
+    vm = running_vm(fe, lab, vm_ids, vms, 7603, src, tmp_path)
     disk0, lv = fe.disk_path(7603, 0), "lv-one-7603-0"
     squatter = LabVM(lab, vm.name, dst)
     lab.sh(dst, 'cat > /tmp/squatter.xml', user="oneadmin",
@@ -219,10 +212,9 @@ def test_a_second_vm_elsewhere_cannot_open_a_running_vms_disk(fe, lab, vm_ids, v
     deployment names the same disk cannot start: lvmlockd refuses to activate
     the LV there (exclusive or shared), so libvirt finds no device; the first
     VM keeps its disk."""
-    vm_ids += [7604, 7605]
     first, second = lab.node_names[0], lab.node_names[1]
-    prolog(fe, 7604, first, tmp_path)
-    vms.append(start(fe, lab, 7604, first))
+    running_vm(fe, lab, vm_ids, vms, 7604, first, tmp_path)
+    vm_ids.append(7605)
     lv = "lv-one-7604-0"
     for intent in ("exclusive", "shared"):
         with pytest.raises(LockContention):
@@ -262,3 +254,112 @@ def test_worker_libvirt_settings_come_from_the_installer(lab):
         lab.sh(node, 'mv /root/held.rules "$1" && sleep 1', rule)
     assert "org.libvirt.unix.manage" in refused
     assert lab.sh(node, list_vms, user="oneadmin").stdout.strip() == "0"
+
+
+def test_vm_bytes_survive_suspend_stop_undeploy_and_poweroff(fe, lab, vm_ids, vms, tmp_path):
+    """Scenario 4: one VM through OpenNebula's state changes, each as the VMM
+    commands plus the TM actions oned runs for it, writing a new mark before
+    each; after every resume the VM reads all its marks and the image's bytes:
+      suspend (virsh save to the checkpoint on GFS2), cold migration (mv),
+        resume there (virsh restore);
+      stop (save, mv to the front-end), resume on a third node (mv, restore);
+      undeploy (destroy, mv to the front-end), resume (mv, virsh create);
+      poweroff (destroy), resume (create: no TM action)."""
+    a, b, c = lab.node_names[:3]
+    vm = running_vm(fe, lab, vm_ids, vms, 7606, a, tmp_path)
+    disk0, lv = fe.disk_path(7606, 0), "lv-one-7606-0"
+    checkpoint = f"{fe.sysdir(7606)}/checkpoint"
+    marks: list[tuple[int, int]] = []
+
+    def mark(byte: int) -> None:
+        offset = (len(marks) + 1) * MiB
+        vm.write(disk0, offset, MiB, byte)
+        marks.append((offset, byte))
+
+    def sees_every_mark() -> bool:
+        return vm.reads(disk0, 0, MiB, IMAGE_BYTE) and \
+            all(vm.reads(disk0, offset, MiB, byte) for offset, byte in marks)
+
+    def move(src: str, dst: str) -> None:
+        for disk_id, ds in ((0, IMAGE_DS), (1, SYSTEM_DS), (2, IMAGE_DS)):
+            fe.tm("mv", f"{src}:{fe.disk_path(7606, disk_id)}",
+                  f"{dst}:{fe.disk_path(7606, disk_id)}", 7606, ds)
+        fe.tm("mv", f"{src}:{fe.sysdir(7606)}", f"{dst}:{fe.sysdir(7606)}", 7606, SYSTEM_DS)
+
+    mark(0x61)                                              # suspend, migrate, resume
+    vm.save(checkpoint)
+    assert vm.state() == "absent"
+    move(a, b)
+    vm.host = b
+    vm.restore(checkpoint)
+    assert fe.active_on(lv) == [b] and sees_every_mark()
+
+    mark(0x62)                                              # stop, resume elsewhere
+    vm.save(checkpoint)
+    move(b, FE)
+    assert fe.active_on(lv) == [] and fe.lv(lv).tags == ()
+    move(FE, c)
+    vm.host = c
+    vm.restore(checkpoint)
+    assert fe.active_on(lv) == [c] and sees_every_mark()
+
+    mark(0x63)                                              # undeploy, resume
+    vm.destroy()
+    move(c, FE)
+    move(FE, a)
+    vm.host = a
+    vm.create(f"{fe.sysdir(7606)}/deployment.1", deployment(7606))
+    assert fe.active_on(lv) == [a] and sees_every_mark()
+
+    mark(0x64)                                              # poweroff, resume
+    vm.destroy()
+    vm.create(f"{fe.sysdir(7606)}/deployment.2", deployment(7606))
+    assert vm.qemu_user() == "oneadmin" and sees_every_mark()
+
+
+def attachment(vm_id: int, disk_id: int, target: str) -> str:
+    """The <disk> OpenNebula's attach_disk hands libvirt for a new non-persistent
+    disk of image 600 as DISK_ID `disk_id` (oned picks the next free TARGET;
+    given here)."""
+    _, image_ds, _, _ = shipped_datastores()
+    image = kd.image_as_registered({"PATH": "/var/tmp/lab.raw"}, image_ds,
+                                   source=f"{VG}/lv-oneimg-{IMAGE}")
+    disk = kd.vm_disk({"IMAGE_ID": str(IMAGE), "SHAREABLE": "YES", "TARGET": target},
+                      image_ds, image=image)
+    disk["DISK_ID"] = str(disk_id)
+    return etree.tostring(kd.render_disk(disk, kd.vm_dir(SYSTEM_DS, vm_id)), encoding="unicode")
+
+
+def test_hot_attach_resize_and_detach_of_a_running_vms_disk(fe, lab, vm_ids, vms, tmp_path):
+    """Scenario 5, on a running VM: attach (TM clone of image 600 as disk.4,
+    then `virsh attach-device`): the VM reads the image on it; resize (TM
+    resize 16 -> 32 MiB, then `virsh blockresize`): a write past the old end
+    fails before and works after; detach (`virsh detach-device`, then TM
+    delete): the LV is gone, the VM runs on with its other disks."""
+    node = lab.node_names[1]
+    vm = running_vm(fe, lab, vm_ids, vms, 7607, node, tmp_path)
+    disks = [{"image_id": IMAGE, "size": 16}, {"type": "fs", "fs": "ext4", "size": 16},
+             {"image_id": ISO_IMAGE, "type": "CDROM", "disk_type": "FILE", "source": ISO,
+              "clone": False, "readonly": True}]
+    fe.vm(7607, [*disks, {"image_id": IMAGE, "size": 16, "disk_id": 4}], host=node)
+    disk4, lv, xml = fe.disk_path(7607, 4), "lv-one-7607-4", f"{fe.sysdir(7607)}/attach.4.xml"
+    fe.tm("clone", f"{FE}:{VG}/lv-oneimg-{IMAGE}", f"{node}:{disk4}", 7607, IMAGE_DS)
+    vm.attach(xml, attachment(7607, 4, "sdf"))
+    assert vm.reads(disk4, 0, 4 * MiB, IMAGE_BYTE)
+    vm.write(disk4, 8 * MiB, MiB, 0x55)
+
+    with pytest.raises(VmError):                              # past the end: refused
+        vm.write(disk4, 24 * MiB, MiB, 0x56)
+    fe.vm(7607, [*disks, {"image_id": IMAGE, "size": 32, "disk_id": 4}], host=node)
+    fe.tm("resize", f"{node}:{disk4}", 32, 7607, IMAGE_DS)
+    vm.blockresize("sdf", 32)
+    vm.write(disk4, 24 * MiB, MiB, 0x56)
+    assert vm.reads(disk4, 24 * MiB, MiB, 0x56) and vm.reads(disk4, 8 * MiB, MiB, 0x55)
+    assert fe.lv(lv).size_bytes == 32 * MiB
+
+    vm.detach(xml)
+    assert disk4 not in vm.sources() and fe.disk_path(7607, 0) in vm.sources()
+    fe.vm(7607, disks, host=node)
+    fe.tm("delete", f"{node}:{disk4}", 7607, IMAGE_DS)
+    assert fe.lv(lv) is None and not fe.exists(disk4)
+    assert vm.state() == "running" and vm.reads(fe.disk_path(7607, 0), 0, MiB, IMAGE_BYTE)
