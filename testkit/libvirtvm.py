@@ -111,9 +111,6 @@ class LabVM:
             self.virsh("destroy", self.name, host=host)
 
     # -- the VM's own view of its disks (qemu-io inside its qemu) -------------------
-    def hmp(self, command: str) -> str:
-        return self.virsh("qemu-monitor-command", "--hmp", self.name, command).stdout
-
     def qemu_io(self, disk_path: str, command: str) -> str:
         """Run one qemu-io command on the block node whose source is `disk_path`
         (from HMP `info block`); its output, which qemu-io writes to the domain
