@@ -15,7 +15,12 @@ hardware at the same time):
     (sudo's journal on the guests);
   * the same actions again with 1,000 foreign LVs in the VG;
   * 20 clones at once against the same 20 one after another;
-  * how much slower the emulated guests are than this host at CPU-bound work.
+  * how much slower the emulated guests are than this host at CPU-bound work;
+  * real VMs under libvirt (testkit/libvirtvm.py): deploy and `virsh create`
+    on the driver's disks against the same domain on an LV made by hand, and
+    the live-migration hand-over (premigrate + `virsh migrate --live` +
+    postmigrate) against a bare `virsh migrate` of the same VM with its LV
+    activated shared on both nodes by hand.
 
 Each variant first opens its connections (keeper / ControlMaster), then runs
 its rounds back to back: the numbers are a busy front-end's steady state.
@@ -45,6 +50,7 @@ from one_gfs2clvm.errors import ConfigError
 from one_gfs2clvm.remote import TRACE_ENV
 from testkit.fakeoned import datastore_doc, driver_action_b64
 from testkit.frontend import FE, IMAGE_DS, SYSTEM_DS, FrontEnd, pattern
+from testkit.libvirtvm import LabVM, deployment_xml
 
 MiB = 1 << 20
 IMAGE, CONCURRENT_IMAGE = 4900, 4901
@@ -56,11 +62,34 @@ KEEPER_ON, KEEPER_OFF, DRIVER = "driver, keeper on", "driver, keeper off", "driv
 PEER, BARE = "fs_lvm peer", "bare LVM"
 BARE_FOR = {"clone": "root dd of the image LV", "mv": "lvchange -an + lvchange -aey",
             "monitor": "vgs"}
+# The real-VM phase: what is timed, in report order.
+VM_STEPS = ("driver prolog", "bare prolog", "driver create", "bare create", "premigrate",
+            "hand-over migrate", "postmigrate", "bare shared activation", "bare migrate")
+VM_MEMORY_MIB = 32
 TARGETS = {"peer": 0.7, "clone": 1.3, "mv": 1.5, "monitor": 2.0, "growth": 20.0}
 # What a lvm command line needs for the fillers: no activation (a shared VG
 # would take an LV lock per LV), no zeroing (needs activation), no metadata
 # archive/backup copies (a thousand ~300 KB files in /etc/lvm otherwise).
 LVM_QUIET = '--config "backup/archive=0 backup/backup=0"'
+
+
+# The twin VM's deploy by hand, as root in one ssh command: the image LV read
+# shared, a new LV filled with dd, the VM directory with the same disk.0 link
+# and a copy of the driver VM's context ISO (cheaper than making one: this is
+# a lower bound).  $1 VG, $2 image LV, $3 new LV, $4 MiB, $5 twin's dir,
+# $6 the driver VM's dir.
+BARE_PROLOG = r"""
+set -e
+lvchange -asy "$1/$2"
+lvcreate -q -an -Zn -Wn -L"$4"m -n "$3" "$1"
+lvchange -aey "$1/$3"
+dd if="/dev/$1/$2" of="/dev/$1/$3" bs=4M iflag=direct oflag=direct status=none
+lvchange -an "$1/$2"
+install -d -o oneadmin -g oneadmin "$5"
+ln -sfn "/dev/$1/$3" "$5/disk.0"
+cp "$6/disk.1" "$5/disk.1"
+chown -h oneadmin:oneadmin "$5/disk.0" "$5/disk.1"
+"""
 
 
 @dataclass(frozen=True)
@@ -101,6 +130,7 @@ class Results:
     fillers_removal_seconds: float = 0.0
     concurrency: dict = field(default_factory=dict)
     emulation: list = field(default_factory=list)     # (probe, host s, guest s)
+    vm_seconds: dict = field(default_factory=dict)    # VM_STEPS item -> [s]
     machine: dict = field(default_factory=dict)
 
     def add(self, phase: str, who: str, action: str, seconds: float) -> None:
@@ -121,6 +151,8 @@ class Bench:
         self.peer = Peer(lab, scratch / "peer")
         self.vm_ids = itertools.count(FIRST_VM)
         self.used_vms: list[int] = []
+        self.domains: list[LabVM] = []
+        self.record_vm_steps = True
         self.image = ""
         self.fillers = 0
 
@@ -148,7 +180,7 @@ class Bench:
 
     def teardown(self) -> None:
         """Leave the lab as found: VMs, image LVs, fillers, the peer, cursors."""
-        steps = [lambda: self.fe.cleanup_vms(self.used_vms),
+        steps = [self.destroy_domains, lambda: self.fe.cleanup_vms(self.used_vms),
                  lambda: self.fe.remove_image_lvs([IMAGE, CONCURRENT_IMAGE]),
                  self.remove_fillers, self.peer.teardown,
                  lambda: self.lab.on_all(f"rm -f {SUDO_CURSOR}"), self.fe.close]
@@ -375,6 +407,85 @@ class Bench:
         self.results.emulation.append(("start of a python3 process (`python3 -c pass`)",
                                        host, guest))
 
+    # -- real VMs --------------------------------------------------------------------
+    def vms(self) -> None:
+        """Each round: a VM deployed by the driver (clone of the image, context)
+        and started with `virsh create` as oneadmin on A; its twin deployed by
+        hand (root lvcreate + dd, the same links and context ISO) and started
+        the same way; then the driver VM's live migration A -> B with the
+        hand-over, and back B -> A bare, its LV activated shared on both nodes
+        by hand first (the directions differ; the guests are identical).
+        One more round first, not recorded: the first qemu start and the first
+        incoming migration on a node page in qemu and libvirt's caches."""
+        frontend = next(iter(self.drivers.values()))
+        a, b, size = self.a, self.b, self.settings.size_mib
+        log(f"real VMs: {self.settings.rounds} round(s) of deploy + start, driver and bare, "
+            f"and live migration with the hand-over and bare")
+        self.warm_driver(frontend)
+        for index in range(self.settings.rounds + 1):
+            # round 0 warms up (first qemu start and migration on each node) and
+            # is not recorded
+            self.record_vm_steps = index > 0
+            # libvirtd is socket-activated and exits after 120 s idle; a KVM
+            # host's monitoring keeps it up, so the bench does too (untimed)
+            self.lab.on_all("virsh -q -c qemu:///system version >/dev/null", nodes=[a, b])
+            vm, twin = self.new_vm(), self.new_vm()
+            disks = [{"image_id": IMAGE, "size": size}]
+            frontend.vm(vm, disks, host=a)
+            context = self.scratch / f"context-{vm}.sh"
+            context.write_text(f"HOSTNAME='vm-{vm}'\n")
+            self.timed_vm_step("driver prolog", lambda: (
+                frontend.tm("clone", f"{FE}:{VG}/{self.image}", f"{a}:{frontend.disk_path(vm, 0)}",
+                            vm, IMAGE_DS),
+                frontend.tm("context", str(context), f"{a}:{frontend.disk_path(vm, 1)}", vm,
+                            SYSTEM_DS)))
+            self.timed_vm_step("bare prolog", lambda: self.lab.sh(a, BARE_PROLOG, VG, self.image,
+                f"lv-one-{twin}-0", str(size), frontend.sysdir(twin), frontend.sysdir(vm)))
+            domain = self.start_vm(frontend, "driver create", vm, a)
+            self.start_vm(frontend, "bare create", twin, a).destroy()
+            # live migration A -> B, as OpenNebula's VMM orders it
+            stdin, args = frontend.vm_xml_b64(vm), (a, b, frontend.sysdir(vm), vm, SYSTEM_DS)
+            self.timed_vm_step("premigrate", lambda: frontend.tm("premigrate", *args, stdin=stdin))
+            self.timed_vm_step("hand-over migrate", lambda: domain.migrate(b))
+            self.timed_vm_step("postmigrate", lambda: frontend.tm("postmigrate", *args,
+                                                                  stdin=stdin))
+            if domain.state() != "running" or domain.state(host=a) != "absent":
+                raise RuntimeError(f"{domain.name} is not running on {b} alone after the hand-over")
+            # back B -> A, bare: the LV shared on both nodes by hand, then virsh migrate
+            lv = f"{VG}/lv-one-{vm}-0"
+            self.timed_vm_step("bare shared activation", lambda: (
+                self.lab.sh(b, f"lvchange -asy {lv}"), self.lab.sh(a, f"lvchange -asy {lv}")))
+            self.timed_vm_step("bare migrate", lambda: domain.migrate(a))
+            if domain.state() != "running":
+                raise RuntimeError(f"{domain.name} is not running on {a} after the bare migration")
+            domain.destroy()
+            self.fe.cleanup_vms([vm, twin])
+
+    def timed_vm_step(self, step: str, run) -> None:
+        started = time.monotonic()
+        run()
+        if self.record_vm_steps:
+            self.results.vm_seconds.setdefault(step, []).append(time.monotonic() - started)
+
+    def start_vm(self, frontend, step: str, vm: int, host: str) -> LabVM:
+        """OpenNebula's VMM deploy: the deployment file (written first, not
+        timed), then `virsh create` as oneadmin (timed: until the domain runs)."""
+        domain = LabVM(self.lab, f"one-{vm}", host)
+        self.domains.append(domain)
+        path = f"{frontend.sysdir(vm)}/deployment.0"
+        xml = deployment_xml(vm, [{"image": IMAGE, "source": f"{VG}/{self.image}"}],
+                             memory_mib=VM_MEMORY_MIB)
+        self.lab.sh(host, 'umask 027 && cat > "$1"', path, user="oneadmin", stdin=xml.encode())
+        self.timed_vm_step(step, lambda: domain.virsh("create", path))
+        if domain.state() != "running":
+            raise RuntimeError(f"{domain.name} is not running after virsh create")
+        return domain
+
+    def destroy_domains(self) -> None:
+        for domain in self.domains:
+            for node in self.lab.node_names:
+                domain.destroy(host=node)
+
     def run(self) -> Results:
         self.results.who = list(self.drivers)
         self.results.machine = machine_facts(self.lab)
@@ -386,6 +497,7 @@ class Bench:
         self.run_phase("scale", {first: self.drivers[first]}, count_runs=False)
         self.remove_fillers()
         self.concurrency()
+        self.vms()
         return self.results
 
 
@@ -495,7 +607,7 @@ def render(results: Results, elapsed: float) -> str:
             for name in who + [PEER]) + " |")
     lines += [""] + [f"Note: {note}" for note in results.notes] + ([""] if results.notes else [])
     lines += render_calls(results) + render_scale(results) + render_concurrency(results) + \
-        render_emulation(results) + render_method()
+        render_vms(results) + render_emulation(results) + render_method()
     return "\n".join(lines) + "\n"
 
 
@@ -574,6 +686,54 @@ def render_concurrency(results: Results) -> list[str]:
     return lines + ([""] if c["failures"] else [])
 
 
+def render_vms(results: Results) -> list[str]:
+    seconds = results.vm_seconds
+    if not seconds:
+        return []
+
+    def median(*steps: str) -> float | None:
+        if not all(seconds.get(step) for step in steps):
+            return None
+        return sum(statistics.median(seconds[step]) for step in steps)
+
+    def cell(*steps: str) -> str:
+        return seconds_cell(median(*steps))
+    rounds = len(seconds.get("driver create", []))
+    handover = ("premigrate", "hand-over migrate", "postmigrate")
+    lines = ["## Real VMs: start and live migration", "",
+             f"A {VM_MEMORY_MIB} MiB no-OS VM under libvirt as oneadmin (the deployment file "
+             "OpenNebula's KVM driver writes: disk.0 a clone of the image as a raw block disk "
+             "with cache='none', disk.1 the context CD-ROM), "
+             f"{rounds} round(s) after one unrecorded warm-up round, seconds: median (min–max). Driver: the TM actions through the "
+             "installed driver (keeper on). Bare: the twin VM deployed by hand as root in one ssh "
+             "command (lvcreate + dd of the image LV, the same links, a copy of the context "
+             "ISO); the driver VM migrated back with its LV made shared on both nodes by hand "
+             "(`lvchange -asy`, not timed in the bare migrate).", "",
+             "| step | seconds |", "| --- | ---: |"]
+    for step in VM_STEPS:
+        values = seconds.get(step)
+        if values:
+            lines.append(f"| {step} | {statistics.median(values):.2f} "
+                         f"({min(values):.2f}–{max(values):.2f}) |")
+    lines += ["", "| | driver | bare | ratio |", "| --- | ---: | ---: | ---: |",
+              f"| VM start: `virsh create` until running | {cell('driver create')} | "
+              f"{cell('bare create')} | "
+              f"{ratio_cell(median('driver create'), median('bare create'))} |",
+              f"| deploy: prolog + `virsh create` | {cell('driver prolog', 'driver create')} | "
+              f"{cell('bare prolog', 'bare create')} | "
+              f"{ratio_cell(median('driver prolog', 'driver create'), median('bare prolog', 'bare create'))} |",
+              f"| live migration: premigrate + `virsh migrate --live` + postmigrate vs bare "
+              f"`virsh migrate --live` | {cell(*handover)} | {cell('bare migrate')} | "
+              f"{ratio_cell(median(*handover), median('bare migrate'))} |",
+              f"| live migration: the same, bare including its by-hand `lvchange -asy` on both "
+              f"nodes | {cell(*handover)} | {cell('bare shared activation', 'bare migrate')} | "
+              f"{ratio_cell(median(*handover), median('bare shared activation', 'bare migrate'))} |",
+              "", "The bare migration leaves the LV shared on both nodes and its use tag naming "
+              "the old host: the hand-over's postmigrate is what makes it exclusive on the "
+              "destination again and records where the VM runs.", ""]
+    return lines
+
+
 def render_emulation(results: Results) -> list[str]:
     lines = ["## How much the emulated lab inflates CPU-bound steps", "",
              "The same work timed where it runs, best of 3, on this host and in a lab guest:", "",
@@ -614,6 +774,11 @@ def render_method() -> list[str]:
             "* Zeroing: the lab's driver config zeroes on delete (`zeroing = on_delete`), as "
             "fs_lvm does by default (`ZERO_LVM_ON_DELETE=yes`); fs_lvm also zeroes the tail of "
             "a new LV on clone (`ZERO_LVM_ON_CREATE=yes`, here 1 MiB).",
+            "* Real VMs: the domain is `testkit/libvirtvm.deployment_xml` (oned's disk "
+            "attributes and the KVM driver's rendering, from the shipped oned.conf and datastore "
+            "templates), started and migrated with virsh as oneadmin (`qemu+ssh://` over the "
+            "lab network) as OpenNebula's VMM scripts do; the timed steps are the VMM's and "
+            "TM's commands as the front-end issues them.",
             "* No thresholds: targets are printed next to the ratios and never fail the run.",
             ""]
 
