@@ -441,8 +441,10 @@ class Bench:
                             SYSTEM_DS)))
             self.timed_vm_step("bare prolog", lambda: self.lab.sh(a, BARE_PROLOG, VG, self.image,
                 f"lv-one-{twin}-0", str(size), frontend.sysdir(twin), frontend.sysdir(vm)))
-            domain = self.start_vm(frontend, "driver create", vm, a)
+            # the twin first and gone again, so neither start shares host A's
+            # emulated CPU with a running VM
             self.start_vm(frontend, "bare create", twin, a).destroy()
+            domain = self.start_vm(frontend, "driver create", vm, a)
             # live migration A -> B, as OpenNebula's VMM orders it
             stdin, args = frontend.vm_xml_b64(vm), (a, b, frontend.sysdir(vm), vm, SYSTEM_DS)
             self.timed_vm_step("premigrate", lambda: frontend.tm("premigrate", *args, stdin=stdin))
