@@ -443,7 +443,7 @@ class Bench:
                 f"lv-one-{twin}-0", str(size), frontend.sysdir(twin), frontend.sysdir(vm)))
             # the twin first and gone again, so neither start shares host A's
             # emulated CPU with a running VM
-            self.start_vm(frontend, "bare create", twin, a).destroy()
+            self.stop_vm(self.start_vm(frontend, "bare create", twin, a))
             domain = self.start_vm(frontend, "driver create", vm, a)
             # live migration A -> B, as OpenNebula's VMM orders it
             stdin, args = frontend.vm_xml_b64(vm), (a, b, frontend.sysdir(vm), vm, SYSTEM_DS)
@@ -460,7 +460,7 @@ class Bench:
             self.timed_vm_step("bare migrate", lambda: domain.migrate(a))
             if domain.state() != "running":
                 raise RuntimeError(f"{domain.name} is not running on {a} after the bare migration")
-            domain.destroy()
+            self.stop_vm(domain)
             self.fe.cleanup_vms([vm, twin])
 
     def timed_vm_step(self, step: str, run) -> None:
@@ -477,13 +477,18 @@ class Bench:
         path = f"{frontend.sysdir(vm)}/deployment.0"
         xml = deployment_xml(vm, [{"image": IMAGE, "source": f"{VG}/{self.image}"}],
                              memory_mib=VM_MEMORY_MIB)
-        self.lab.sh(host, 'umask 027 && cat > "$1"', path, user="oneadmin", stdin=xml.encode())
+        domain.put(path, xml)
         self.timed_vm_step(step, lambda: domain.virsh("create", path))
         if domain.state() != "running":
             raise RuntimeError(f"{domain.name} is not running after virsh create")
         return domain
 
+    def stop_vm(self, domain: LabVM) -> None:
+        domain.destroy()
+        self.domains.remove(domain)     # teardown need not look for it
+
     def destroy_domains(self) -> None:
+        """Domains a failed round left running, wherever they are."""
         for domain in self.domains:
             for node in self.lab.node_names:
                 domain.destroy(host=node)

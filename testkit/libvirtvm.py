@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from testkit import kvmdomain as kd
 from testkit.onetemplate import shipped_datastores
 
+
 class VmError(AssertionError):
     pass
 
@@ -64,10 +65,15 @@ class LabVM:
                           f"({result.exit_status}): {result.stderr.strip()}")
         return result
 
+    def put(self, path: str, text: str, host: str | None = None) -> None:
+        """Write a file libvirt reads (deployment, attach XML) as oneadmin, the
+        way OpenNebula's VMM drivers leave them in the VM directory."""
+        self.lab.sh(host or self.host, 'umask 027 && cat > "$1"', path, user="oneadmin",
+                    stdin=text.encode())
+
     def create(self, deployment_path: str, xml: str) -> None:
         """Write the deployment file (on GFS2, as oneadmin) and `virsh create` it."""
-        self.lab.sh(self.host, 'umask 027 && cat > "$1"', deployment_path, user="oneadmin",
-                    stdin=xml.encode())
+        self.put(deployment_path, xml)
         self.virsh("create", deployment_path)
 
     def state(self, host: str | None = None) -> str:
@@ -95,7 +101,7 @@ class LabVM:
 
     def attach(self, xml_path: str, xml: str) -> None:
         """OpenNebula's VMM attach_disk: the <disk> to a file, `virsh attach-device`."""
-        self.lab.sh(self.host, 'cat > "$1"', xml_path, user="oneadmin", stdin=xml.encode())
+        self.put(xml_path, xml)
         self.virsh("attach-device", self.name, xml_path)
 
     def detach(self, xml_path: str) -> None:
@@ -174,15 +180,13 @@ def deployment_xml(vm_id: int, disks: list[dict], memory_mib: int = 32,
       {"isox": ID, "path": FILE}             a CD-ROM image of the ISO datastore
     with optional "shareable": True (OpenNebula's SHAREABLE=YES, <shareable/>);
     the context CD-ROM comes last."""
-    tm_conf, image_ds, iso_ds, system = shipped_datastores()
+    tm_conf, _, iso_ds, system = shipped_datastores()
     rendered = []
     for spec in disks:
         extra = {"SHAREABLE": "YES"} if spec.get("shareable") else {}
         if "image" in spec:
-            image = kd.image_as_registered({"PATH": "/var/tmp/upload"}, image_ds,
-                                           source=spec["source"])
-            disk = kd.vm_disk({"IMAGE_ID": str(spec["image"]), **extra}, image_ds, image=image)
-            rendered.append(("OS" if not rendered else "DATABLOCK", disk))
+            rendered.append(("OS" if not rendered else "DATABLOCK",
+                             image_disk(spec["image"], spec["source"], **extra)))
         elif "volatile" in spec:
             rendered.append(("DATABLOCK", kd.vm_disk(
                 {"TYPE": "fs", "SIZE": str(spec["volatile"]), **extra}, system,
@@ -199,3 +203,11 @@ def deployment_xml(vm_id: int, disks: list[dict], memory_mib: int = 32,
     elements.append(kd.render_context(context, vm_dir, system))
     return kd.domain_xml(f"one-{vm_id}", memory_mib, elements)
 
+
+def image_disk(image_id: int, source: str, **attributes: str) -> dict:
+    """The VM DISK oned makes from image `image_id` of the shipped image
+    datastore (LV `source`, "vg/lv"), with the VM template's DISK `attributes`
+    (e.g. SHAREABLE="YES", TARGET="sdf")."""
+    _, image_ds, _, _ = shipped_datastores()
+    image = kd.image_as_registered({"PATH": "/var/tmp/upload"}, image_ds, source=source)
+    return kd.vm_disk({"IMAGE_ID": str(image_id), **attributes}, image_ds, image=image)

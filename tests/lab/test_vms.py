@@ -21,8 +21,7 @@ from lab.vmlab import VG
 from one_gfs2clvm.errors import LockContention
 from testkit import kvmdomain as kd
 from testkit.frontend import FE, IMAGE_DS, MiB, SYSTEM_DS, FrontEnd
-from testkit.libvirtvm import LabVM, VmError, deployment_xml
-from testkit.onetemplate import shipped_datastores
+from testkit.libvirtvm import LabVM, VmError, deployment_xml, image_disk
 
 IMAGE, ISO_IMAGE = 600, 601
 IMAGE_BYTE, ISO_BYTE = 0x5A, 0xC5
@@ -186,8 +185,7 @@ def test_failed_live_migration_leaves_the_vm_running_on_the_source(fe, lab, vm_i
     vm = running_vm(fe, lab, vm_ids, vms, 7603, src, tmp_path)
     disk0, lv = fe.disk_path(7603, 0), "lv-one-7603-0"
     squatter = LabVM(lab, vm.name, dst)
-    lab.sh(dst, 'cat > /tmp/squatter.xml', user="oneadmin",
-           stdin=kd.domain_xml(vm.name, VM_MEMORY_MIB, []).encode())
+    squatter.put("/tmp/squatter.xml", kd.domain_xml(vm.name, VM_MEMORY_MIB, []))
     squatter.virsh("define", "/tmp/squatter.xml")
     try:
         stdin, args = fe.vm_xml_b64(7603), (src, dst, fe.sysdir(7603), 7603, SYSTEM_DS)
@@ -321,11 +319,7 @@ def attachment(vm_id: int, disk_id: int, target: str) -> str:
     """The <disk> OpenNebula's attach_disk hands libvirt for a new non-persistent
     disk of image 600 as DISK_ID `disk_id` (oned picks the next free TARGET;
     given here)."""
-    _, image_ds, _, _ = shipped_datastores()
-    image = kd.image_as_registered({"PATH": "/var/tmp/lab.raw"}, image_ds,
-                                   source=f"{VG}/lv-oneimg-{IMAGE}")
-    disk = kd.vm_disk({"IMAGE_ID": str(IMAGE), "SHAREABLE": "YES", "TARGET": target},
-                      image_ds, image=image)
+    disk = image_disk(IMAGE, f"{VG}/lv-oneimg-{IMAGE}", SHAREABLE="YES", TARGET=target)
     disk["DISK_ID"] = str(disk_id)
     return etree.tostring(kd.render_disk(disk, kd.vm_dir(SYSTEM_DS, vm_id)), encoding="unicode")
 
